@@ -1,0 +1,1 @@
+"""Static analysis: the parsed module, loop domains and the loop IR shared by all patterns."""

@@ -1,0 +1,220 @@
+"""The command line. Thin: parse flags, merge config, call the runner, print, exit.
+
+Exit codes: 0 nothing to do, 1 findings or changes, 2 errors.
+Diffs and findings go to stdout, the summary and progress to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from enum import Enum
+from typing import List, Optional
+
+import typer
+
+from . import __version__
+from .config import Config, ConfigError, load
+from .runner import RunOptions, RunResult, apply as run_apply, scan as run_scan
+from .verify.types import VerifySettings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Find Python loops over PyTorch tensors and rewrite them into vectorized torch code, "
+                       "proved on generated data before anything is written.")
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+    all = "all"
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _config(paths: List[str]) -> Config:
+    try:
+        return load(paths[0] if paths else os.getcwd())
+    except ConfigError as exc:
+        _err(f"loopvec: error: {exc}")
+        raise typer.Exit(2)
+
+
+@contextmanager
+def _progress(enabled: bool):
+    """A rich progress bar on a terminal; nothing when piped."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def _options(paths, patterns, jobs, cfg: Config, **extra) -> RunOptions:
+    from .files import display_path  # noqa: F401  (keeps import cost low for --help)
+
+    verify = VerifySettings(
+        max_examples=extra.pop("max_examples", None) or cfg.max_examples or VerifySettings.max_examples,
+        timeout_s=extra.pop("timeout", None) or cfg.timeout or VerifySettings.timeout_s,
+        device=(extra.pop("device", None) or cfg.device or "all"),
+        grad=extra.pop("grad", False),
+        workers=max(1, jobs or cfg.jobs or 1),
+    )
+    return RunOptions(
+        paths=tuple(paths), patterns=tuple(patterns or cfg.patterns), exclude=cfg.exclude,
+        jobs=jobs or cfg.jobs or 1, verify=verify,
+        hints=tuple(cfg.hints.items()), root=cfg.root, **extra,
+    )
+
+
+def _check_patterns(names) -> None:
+    import codemods
+
+    try:
+        codemods.select(list(names))
+    except codemods.RegistryError as exc:
+        _err(f"loopvec: error: {exc}")
+        raise typer.Exit(2)
+
+
+def _emit(result: RunResult, fmt: Format, diffs: bool) -> None:
+    from .report import exit_code, json_report, summary_line, text_report
+
+    if fmt is Format.json:
+        typer.echo(json_report(result))
+    else:
+        if diffs:
+            for d in result.diffs:
+                typer.echo(d, nl=False)
+        for line in text_report(result):
+            typer.echo(line)
+        _err(summary_line(result))
+    raise typer.Exit(exit_code(result))
+
+
+PathsArg = typer.Argument(..., help="Files or folders (searched recursively).")
+PatternOpt = typer.Option(None, "--pattern", "-p", help="Only this pattern (repeatable). See `loopvec patterns`.")
+JobsOpt = typer.Option(None, "--jobs", "-j", min=1, help="Worker processes (files are analysed in parallel).")
+FormatOpt = typer.Option(Format.text, "--format", help="text or json.")
+DeclinedOpt = typer.Option(False, "--show-declined", help="Also list loops no pattern rewrites, with the reason.")
+
+
+@app.command()
+def scan(
+    paths: List[str] = PathsArg,
+    pattern: Optional[List[str]] = PatternOpt,
+    jobs: Optional[int] = JobsOpt,
+    fmt: Format = FormatOpt,
+    show_declined: bool = DeclinedOpt,
+) -> None:
+    """List candidate loops: no verification, nothing written."""
+    cfg = _config(paths)
+    _check_patterns(pattern or cfg.patterns)
+    options = _options(paths, pattern, jobs, cfg, show_declined=show_declined)
+    with _progress(fmt is Format.text) as progress:
+        result = run_scan(options, progress)
+    _emit(result, fmt, diffs=False)
+
+
+@app.command()
+def apply(
+    paths: List[str] = PathsArg,
+    pattern: Optional[List[str]] = PatternOpt,
+    jobs: Optional[int] = JobsOpt,
+    fmt: Format = FormatOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the unified diff; write nothing."),
+    unsafe: bool = typer.Option(False, "--unsafe", help="Also apply rewrites that rely on an assumption "
+                                                        "the verifier cannot see (the report names it)."),
+    show_declined: bool = DeclinedOpt,
+    max_examples: Optional[int] = typer.Option(None, "--max-examples", min=1, help="Generated inputs per candidate."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=0.1, help="Seconds per candidate."),
+    device: Optional[Device] = typer.Option(None, "--device", help="cpu, cuda or all (default: all available)."),
+    grad: bool = typer.Option(False, "--grad", help="Also compare gradients of float inputs."),
+) -> None:
+    """Rewrite loops whose vectorized form the verifier proves equal on generated inputs."""
+    cfg = _config(paths)
+    _check_patterns(pattern or cfg.patterns)
+    options = _options(paths, pattern, jobs, cfg, dry_run=dry_run, unsafe=unsafe, show_declined=show_declined,
+                       max_examples=max_examples, timeout=timeout,
+                       device=device.value if device else None, grad=grad)
+    with _progress(fmt is Format.text) as progress:
+        result = run_apply(options, progress)
+    _emit(result, fmt, diffs=dry_run)
+
+
+@app.command()
+def verify(
+    targets: List[str] = typer.Argument(..., help="Two implementations: A.py::f B.py::g (or Cls.method)."),
+    max_examples: Optional[int] = typer.Option(None, "--max-examples", min=1),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=0.1),
+    device: Optional[Device] = typer.Option(None, "--device"),
+    grad: bool = typer.Option(False, "--grad"),
+) -> None:
+    """Check that two implementations agree on generated inputs (e.g. a loop and your hand-vectorized version)."""
+    from .verify import Candidate, Impl, verify_candidates
+
+    if len(targets) != 2:
+        _err("loopvec: error: give exactly two targets, like loop.py::f fast.py::f")
+        raise typer.Exit(2)
+    impls = []
+    for t in targets:
+        path, sep, qual = t.partition("::")
+        if not sep or not qual or not os.path.isfile(path):
+            _err(f"loopvec: error: {t!r} is not FILE.py::FUNCTION of an existing file")
+            raise typer.Exit(2)
+        impls.append(Impl(os.path.abspath(path), qual))
+    cfg = _config([targets[0].partition("::")[0]])
+    settings = VerifySettings(
+        max_examples=max_examples or cfg.max_examples or VerifySettings.max_examples,
+        timeout_s=timeout or cfg.timeout or VerifySettings.timeout_s,
+        device=device.value if device else (cfg.device or "all"), grad=grad)
+    verdict = verify_candidates([Candidate(impls[0], impls[1], key="cli")], settings)[0]
+    typer.echo(f"{targets[0]} vs {targets[1]}: {verdict.status}: {verdict.message}")
+    if verdict.counterexample:
+        typer.echo(verdict.counterexample)
+    if verdict.hint:
+        typer.echo(f"hint: add `{verdict.hint}` on the def line")
+    raise typer.Exit(0 if verdict.status == "verified" else (1 if verdict.status == "failed" else 2))
+
+
+@app.command()
+def patterns() -> None:
+    """List the patterns with their one-line description."""
+    import codemods
+
+    for name, p in codemods.all_patterns().items():
+        typer.echo(f"{name:<16} {p.SAFETY:<7} {p.DESCRIPTION}")
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"loopvec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
+                                      help="Show the version and exit.")) -> None:
+    pass
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,236 @@
+"""Per-file work: read, prefilter, parse, build the loop IR, match patterns, render rewrites.
+
+Everything here is pure: it takes source text and returns frozen, picklable plans, so it
+runs in a process pool. CST nodes never leave this module; a plan carries the rewritten
+function's source for the verifier and a key to re-apply the same rewrite later.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+import libcst as cst
+
+import codemods
+from .analysis.loops import Loop, find_loops
+from .analysis.module import ModuleInfo
+from .edits import EditError, apply_edits, function_source
+from .results import CANDIDATE, DECLINED, Finding
+from .rewrite import Decline, PatternContext, Rewrite
+
+
+class SourceError(Exception):
+    """A file loopvec cannot read or parse; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Planned:
+    key: str
+    path: str
+    qualname: str | None
+    line: int
+    column: int
+    end_line: int
+    pattern: str
+    message: str
+    safety: str
+    assumptions: tuple[str, ...]
+    function_source: str | None  # the rewritten def, for the verifier
+    prelude: str
+    diff: str
+    unverifiable: str | None = None  # why it cannot be verified at all
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    path: str
+    source: str
+    planned: tuple[Planned, ...]
+    declined: tuple[Finding, ...]
+    loops: int
+    lines: int
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+    bom: bool
+
+
+def decode(path: str, data: bytes) -> Text:
+    bom = data.startswith(b"\xef\xbb\xbf")
+    try:
+        text = data[3:].decode("utf-8") if bom else data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"not UTF-8 (byte {exc.start}): left unchanged") from None
+    return Text(text, bom)
+
+
+def encode(text: Text) -> bytes:
+    return (b"\xef\xbb\xbf" if text.bom else b"") + text.text.encode("utf-8")
+
+
+def read(path: str) -> Text:
+    try:
+        with open(path, "rb") as fh:
+            return decode(path, fh.read())
+    except OSError as exc:
+        raise SourceError(f"cannot read: {exc.strerror}") from None
+
+
+def may_hold_candidates(source: str) -> bool:
+    """Cheap text test: no `for` or no torch means no loop over tensors to rewrite."""
+    return "for " in source and "torch" in source
+
+
+def parse(path: str, source: str) -> ModuleInfo:
+    try:
+        return ModuleInfo.parse(path, source)
+    except cst.ParserSyntaxError as exc:
+        raise SourceError(f"syntax error at line {exc.raw_line}, column {exc.raw_column}: left unchanged") from None
+    except RecursionError:
+        raise SourceError("too deeply nested to parse: left unchanged") from None
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def _key(path: str, loop: Loop, pattern: str) -> str:
+    return f"{path}:{loop.line}:{loop.column}:{pattern}"
+
+
+def _inside(inner: Loop, outer: Loop) -> bool:
+    return (outer.line, outer.column) <= (inner.line, inner.column) and inner.end_line <= outer.end_line \
+        and inner is not outer
+
+
+def match_loops(info: ModuleInfo, patterns: list) -> tuple[list[Loop], list[Rewrite], dict[int, list[Decline]]]:
+    """For each loop, the first pattern that rewrites it; outer loops win over inner ones."""
+    ctx = PatternContext.for_module(info)
+    loops = find_loops(info)
+    rewrites: list[Rewrite] = []
+    declines: dict[int, list[Decline]] = {}
+    for loop in loops:
+        if any(_inside(loop, r.loop) for r in rewrites):
+            continue
+        if loop.skip:
+            declines[id(loop)] = [Decline("-", "suppressed by `# loopvec: skip`")]
+            continue
+        if loop.function is None:
+            declines[id(loop)] = [Decline("-", "module-level loop: loopvec rewrites loops inside functions")]
+            continue
+        reasons = []
+        for pattern in patterns:
+            result = pattern.match(loop, ctx)
+            if isinstance(result, Rewrite):
+                rewrites.append(result)
+                break
+            reasons.append(result)
+        else:
+            declines[id(loop)] = reasons
+    return loops, rewrites, declines
+
+
+def render(info: ModuleInfo, rewrites: list[Rewrite]) -> str:
+    """The module's new source with these rewrites applied (imports added once)."""
+    edits = [e for r in rewrites for e in r.edits]
+    module = apply_edits(info.module, edits)
+    imports = [line for r in rewrites for line in r.imports]
+    for line in dict.fromkeys(imports):
+        module = _add_import(module, line)
+    return module.code
+
+
+def _add_import(module: cst.Module, line: str) -> cst.Module:
+    stmt = cst.parse_statement(line + "\n")
+    body = list(module.body)
+    # after the docstring and `from __future__` imports
+    k = 0
+    while k < len(body) and _is_header(body[k]):
+        k += 1
+    body.insert(k, stmt)
+    return module.with_changes(body=body)
+
+
+def _is_header(stmt: cst.BaseStatement) -> bool:
+    if not isinstance(stmt, cst.SimpleStatementLine):
+        return False
+    small = stmt.body[0]
+    if isinstance(small, cst.Expr) and isinstance(small.value, (cst.SimpleString, cst.ConcatenatedString)):
+        return True
+    return isinstance(small, cst.ImportFrom) and small.module is not None and \
+        getattr(small.module, "value", "") == "__future__"
+
+
+def unified_diff(path: str, old: str, new: str, header: str = "") -> str:
+    lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                 f"a/{path}", f"b/{path}")
+    text = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+    return (header + text) if text else ""
+
+
+# --------------------------------------------------------------------------- plans
+
+
+def plan_source(path: str, source: str, pattern_names: tuple[str, ...] = (), show_declined: bool = False) -> FilePlan:
+    lines = source.count("\n") + 1
+    if not may_hold_candidates(source):
+        return FilePlan(path, source, (), (), 0, lines)
+    info = parse(path, source)
+    patterns = codemods.select(pattern_names)
+    loops, rewrites, declines = match_loops(info, patterns)
+    planned = []
+    for rw in rewrites:
+        planned.append(_plan_one(path, info, rw))
+    declined = []
+    if show_declined:
+        for loop in loops:
+            reasons = declines.get(id(loop))
+            if not reasons:
+                continue
+            message = "; ".join(f"{d.pattern}: {d.reason}" if d.pattern != "-" else d.reason for d in reasons)
+            declined.append(Finding(path, loop.line, loop.column, loop.end_line, loop.qualname, None,
+                                    DECLINED, message))
+    return FilePlan(path, source, tuple(planned), tuple(declined), len(loops), lines)
+
+
+def _plan_one(path: str, info: ModuleInfo, rw: Rewrite) -> Planned:
+    loop = rw.loop
+    key = _key(path, loop, rw.pattern)
+    try:
+        new_source = render(info, [rw])
+        new_module = cst.parse_module(new_source)
+    except (EditError, cst.ParserSyntaxError) as exc:  # a pattern produced bad code: never write it
+        return Planned(key, path, loop.qualname, loop.line, loop.column, loop.end_line, rw.pattern,
+                       rw.message, rw.safety, rw.assumptions, None, "", "",
+                       unverifiable=f"internal: the rewrite does not render ({exc})")
+    fn = function_source(new_module, loop.qualname) if loop.qualname else None
+    problem = None
+    if loop.qualname and "<locals>" in loop.qualname:
+        problem = "nested function: it cannot be called on its own to verify it"
+    elif fn is None:
+        problem = "the function could not be located after the rewrite"
+    return Planned(key, path, loop.qualname, loop.line, loop.column, loop.end_line, rw.pattern, rw.message,
+                   rw.safety, rw.assumptions, fn, "\n".join(rw.imports),
+                   unified_diff(path, info.source, new_source), unverifiable=problem)
+
+
+def apply_keys(path: str, source: str, keys: set[str], pattern_names: tuple[str, ...] = ()) -> str:
+    """Re-plan `source` and apply exactly the rewrites named by `keys`."""
+    info = parse(path, source)
+    _, rewrites, _ = match_loops(info, codemods.select(pattern_names))
+    chosen = [rw for rw in rewrites if _key(path, rw.loop, rw.pattern) in keys]
+    if len(chosen) != len(keys):
+        raise SourceError("the file changed while loopvec was working on it: left unchanged")
+    new = render(info, chosen)
+    cst.parse_module(new)  # the result must parse
+    return new
+
+
+def scan_finding(p: Planned) -> Finding:
+    return Finding(p.path, p.line, p.column, p.end_line, p.qualname, p.pattern, CANDIDATE, p.message,
+                   p.diff, p.safety, p.assumptions, key=p.key)

@@ -1,0 +1,81 @@
+"""Turn results into text and JSON. Pure functions: they return strings, never print."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from .results import CANDIDATE, DECLINED, FAILED, REWRITTEN, UNVERIFIABLE, VERIFIED, Finding
+from .runner import RunResult
+
+SCHEMA_VERSION = 1
+
+
+def finding_line(f: Finding) -> str:
+    pattern = f"[{f.pattern}]" if f.pattern else "[-]"
+    fn = f" in {f.function}()" if f.function else ""
+    extra = f" -- assumes {', '.join(f.assumptions)}" if f.assumptions and f.status != DECLINED else ""
+    return f"{f.path}:{f.line}:{f.column} {pattern}{fn} {f.message}{extra} ({f.status})"
+
+
+def text_report(result: RunResult, show_counterexamples: bool = True) -> list[str]:
+    lines = []
+    for res in result.files:
+        if res.error:
+            lines.append(f"{res.path}: error: {res.error}")
+        for f in res.findings:
+            lines.append(finding_line(f))
+            if show_counterexamples and f.counterexample:
+                lines += ["    " + ln for ln in f.counterexample.splitlines()]
+            if f.hint and f.status == UNVERIFIABLE:
+                lines.append(f"    hint: add `{f.hint}` on the def line")
+    for path in result.missing:
+        lines.append(f"{path}: error: no such file or folder")
+    return lines
+
+
+def summary(result: RunResult) -> dict:
+    findings = result.findings
+    statuses = Counter(f.status for f in findings)
+    per_pattern = Counter(f.pattern for f in findings if f.pattern and f.status != DECLINED)
+    return {
+        "files": len(result.files),
+        "lines": sum(r.lines for r in result.files),
+        "loops": sum(r.loops for r in result.files),
+        "errors": len(result.errors) + len(result.missing),
+        "changed_files": sum(1 for r in result.files if r.changed),
+        "candidates_per_pattern": dict(sorted(per_pattern.items())),
+        **{s: statuses.get(s, 0) for s in (CANDIDATE, REWRITTEN, VERIFIED, UNVERIFIABLE, FAILED, DECLINED)},
+    }
+
+
+def summary_line(result: RunResult) -> str:
+    s = summary(result)
+    parts = [f"{s['files']} files", f"{s['loops']} loops"]
+    for key in (CANDIDATE, REWRITTEN, VERIFIED, UNVERIFIABLE, FAILED):
+        if s[key]:
+            parts.append(f"{s[key]} {key}")
+    if s["errors"]:
+        parts.append(f"{s['errors']} errors")
+    if s["candidates_per_pattern"]:
+        parts.append("per pattern: " + ", ".join(f"{k} {v}" for k, v in s["candidates_per_pattern"].items()))
+    return "loopvec: " + ", ".join(parts)
+
+
+def json_report(result: RunResult) -> str:
+    errors = [{"path": r.path, "error": r.error} for r in result.errors]
+    errors += [{"path": p, "error": "no such file or folder"} for p in result.missing]
+    return json.dumps({
+        "version": SCHEMA_VERSION,
+        "findings": [f.to_json() for f in result.findings],
+        "errors": errors,
+        "summary": summary(result),
+    }, indent=2)
+
+
+def exit_code(result: RunResult) -> int:
+    if result.errors or result.missing:
+        return 2
+    if any(f.status != DECLINED for f in result.findings):
+        return 1
+    return 0

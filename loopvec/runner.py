@@ -1,0 +1,272 @@
+"""The pipeline over many files: discover -> plan (process pool) -> verify -> write.
+
+Returns a frozen `RunResult`; never prints. The CLI passes a `progress` callback.
+Writes are atomic (a temporary file in the same folder, then `os.replace`), keep the
+file's encoding marker, newlines and mode, and happen only for verified rewrites of a
+file that has not changed since it was read.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import libcst as cst
+
+from .edits import function_source
+from .engine import (FilePlan, Planned, SourceError, Text, apply_keys, encode, plan_source, read,
+                     scan_finding, unified_diff)
+from .files import discover, display_path
+from .results import DECLINED, FAILED, REWRITTEN, UNVERIFIABLE, VERIFIED, FileResult, Finding
+from .rewrite import SAFE
+from .verify.types import Candidate, Impl, Verdict, VerifySettings
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    paths: tuple[str, ...]
+    patterns: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    jobs: int = 1
+    dry_run: bool = False
+    unsafe: bool = False
+    show_declined: bool = False
+    verify: VerifySettings = field(default_factory=VerifySettings)
+    hints: tuple[tuple[str, str], ...] = ()  # ("module:function", spec)
+    root: str | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    files: tuple[FileResult, ...]
+    missing: tuple[str, ...] = ()
+    diffs: tuple[str, ...] = ()  # one unified diff per changed (or would-change) file
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for r in self.files for f in r.findings]
+
+    @property
+    def errors(self) -> list[FileResult]:
+        return [r for r in self.files if r.error]
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _plan(args: tuple[str, tuple[str, ...], bool]) -> FilePlan | FileResult:
+    path, patterns, show_declined = args
+    shown = display_path(path)
+    try:
+        text = read(path)
+        return plan_source(shown, text.text, patterns, show_declined)
+    except SourceError as exc:
+        return FileResult(shown, error=str(exc))
+    except RecursionError:
+        return FileResult(shown, error="too deeply nested to analyse: left unchanged")
+    except Exception as exc:  # an analysis bug must not stop a repository-wide run
+        return FileResult(shown, error=f"internal error while analysing: {type(exc).__name__}: {exc}")
+
+
+def plan_all(options: RunOptions, progress: Progress | None = None) -> tuple[list[FilePlan | FileResult], list[str], list[str]]:
+    files, missing = discover(list(options.paths), options.exclude, options.root)
+    jobs = [(f, options.patterns, options.show_declined) for f in files]
+    results: list[FilePlan | FileResult] = []
+    if options.jobs > 1 and len(files) > 1:
+        with ProcessPoolExecutor(max_workers=options.jobs) as pool:
+            for k, res in enumerate(pool.map(_plan, jobs, chunksize=8)):
+                results.append(res)
+                if progress:
+                    progress("scan", k + 1, len(jobs))
+    else:
+        for k, job in enumerate(jobs):
+            results.append(_plan(job))
+            if progress:
+                progress("scan", k + 1, len(jobs))
+    return results, missing, files
+
+
+def scan(options: RunOptions, progress: Progress | None = None) -> RunResult:
+    results, missing, _ = plan_all(options, progress)
+    out = []
+    for res in results:
+        if isinstance(res, FileResult):
+            out.append(res)
+            continue
+        findings = tuple(sorted([*map(scan_finding, res.planned), *res.declined], key=lambda f: (f.line, f.column)))
+        out.append(FileResult(res.path, findings, loops=res.loops, lines=res.lines))
+    return RunResult(tuple(out), tuple(missing))
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def _module_name(path: str, root: str | None) -> str:
+    p = Path(path).resolve()
+    try:
+        rel = p.relative_to(Path(root).resolve()) if root else Path(path)
+    except ValueError:
+        rel = Path(p.name)
+    parts = list(rel.with_suffix("").parts)
+    if parts and parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _hints_for(path: str, qualname: str, options: RunOptions) -> tuple[tuple[str, str], ...]:
+    module = _module_name(path, options.root)
+    out = []
+    for target, spec in options.hints:
+        if target in (f"{module}:{qualname}", f"{Path(path).stem}:{qualname}"):
+            out += [tuple(part.split("=", 1)) for part in spec.split() if "=" in part]
+    return tuple(out)
+
+
+def _candidate(p: Planned, source_fn: str, options: RunOptions) -> Candidate:
+    path = str(Path(p.path).resolve())
+    return Candidate(Impl(path, p.qualname), Impl(path, p.qualname, source_fn, p.prelude),
+                     _hints_for(path, p.qualname, options), p.key)
+
+
+def _verify(cands: list[Candidate], settings: VerifySettings) -> dict[str, Verdict]:
+    if not cands:
+        return {}
+    from .verify import verify_candidates  # torch is imported only by verifier workers
+
+    return {v.key: v for v in verify_candidates(cands, settings)}
+
+
+def _status(p: Planned, verdict: Verdict | None) -> tuple[str, str]:
+    if p.unverifiable:
+        return UNVERIFIABLE, p.unverifiable
+    if verdict is None:
+        return UNVERIFIABLE, "not verified"
+    if verdict.status == "verified":
+        return VERIFIED, verdict.message
+    if verdict.status == "failed":
+        return FAILED, verdict.message
+    return UNVERIFIABLE, verdict.message
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    mode = os.stat(path).st_mode
+    fd, tmp = tempfile.mkstemp(prefix=".loopvec-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
+    results, missing, _ = plan_all(options, progress)
+    plans = [r for r in results if isinstance(r, FilePlan)]
+
+    # 1. every candidate on its own
+    cands = [_candidate(p, p.function_source, options) for fp in plans for p in fp.planned
+             if not p.unverifiable and p.qualname]
+    if progress:
+        progress("verify", 0, len(cands))
+    verdicts = _verify(cands, options.verify)
+    if progress:
+        progress("verify", len(cands), len(cands))
+
+    # 2. functions with several verified rewrites: verify them together too
+    chosen: dict[str, list[Planned]] = {}
+    combined: list[Candidate] = []
+    combined_members: dict[str, list[Planned]] = {}
+    for fp in plans:
+        ok = [p for p in fp.planned if _status(p, verdicts.get(p.key))[0] == VERIFIED
+              and (p.safety == SAFE or options.unsafe)]
+        chosen[fp.path] = ok
+        by_fn: dict[str, list[Planned]] = defaultdict(list)
+        for p in ok:
+            by_fn[p.qualname].append(p)
+        for qual, members in by_fn.items():
+            if len(members) < 2:
+                continue
+            try:
+                new = apply_keys(fp.path, fp.source, {m.key for m in members}, options.patterns)
+                fn = function_source(cst.parse_module(new), qual)
+            except SourceError:
+                fn = None
+            key = f"{fp.path}::{qual}::combined"
+            if fn is not None:
+                combined.append(Candidate(Impl(str(Path(fp.path).resolve()), qual),
+                                          Impl(str(Path(fp.path).resolve()), qual, fn, members[0].prelude),
+                                          _hints_for(fp.path, qual, options), key))
+            combined_members[key] = members
+    together = _verify(combined, options.verify)
+    dropped: set[str] = set()
+    for key, members in combined_members.items():
+        verdict = together.get(key)
+        if verdict is None or verdict.status != "verified":
+            dropped |= {m.key for m in members[1:]}  # keep the first; the rest only alone
+
+    # 3. write
+    out: list[FileResult] = []
+    diffs: list[str] = []
+    by_path = {fp.path: fp for fp in plans}
+    for res in results:
+        if isinstance(res, FileResult):
+            out.append(res)
+            continue
+        fp = by_path[res.path]
+        keys = {p.key for p in chosen[fp.path] if p.key not in dropped}
+        changed = False
+        error = None
+        file_diff = ""
+        if keys:
+            try:
+                new_source = apply_keys(fp.path, fp.source, keys, options.patterns)
+                file_diff = unified_diff(fp.path, fp.source, new_source)
+                if not options.dry_run:
+                    current = read(fp.path)
+                    if current.text != fp.source:
+                        raise SourceError("the file changed while loopvec was working on it: left unchanged")
+                    write_atomic(fp.path, encode(Text(new_source, current.bom)))
+                    changed = True
+            except SourceError as exc:
+                error, keys = str(exc), set()
+            except OSError as exc:
+                error, keys = f"cannot write: {exc.strerror}: left unchanged", set()
+        if file_diff and (changed or options.dry_run):
+            diffs.append(file_diff)
+        findings = []
+        for p in fp.planned:
+            status, message = _status(p, verdicts.get(p.key))
+            verdict = verdicts.get(p.key)
+            if status == VERIFIED and p.key in keys:
+                status = REWRITTEN if changed else VERIFIED
+            elif status == VERIFIED and p.safety != SAFE and not options.unsafe:
+                message = f"{p.safety}: applied only with --unsafe ({'; '.join(p.assumptions)})"
+            elif status == VERIFIED and p.key in dropped:
+                message = "verified alone, but not together with another rewrite in the same function"
+            findings.append(Finding(
+                p.path, p.line, p.column, p.end_line, p.qualname, p.pattern, status,
+                f"{p.message}" if status in (VERIFIED, REWRITTEN) else message,
+                p.diff, p.safety, p.assumptions,
+                counterexample=verdict.counterexample if verdict else None,
+                hint=verdict.hint if verdict else None, key=p.key,
+            ))
+        findings += list(fp.declined)
+        findings.sort(key=lambda f: (f.line, f.column))
+        out.append(FileResult(fp.path, tuple(findings), error, fp.loops, changed, fp.lines))
+    return RunResult(tuple(out), tuple(missing), tuple(diffs))

@@ -1,0 +1,68 @@
+"""What the verifier is asked and what it answers: frozen, picklable records.
+
+The engine builds a `Candidate` for every rewrite it wants to write; the verifier
+answers each with a `Verdict`. Nothing here imports torch, so the engine stays light.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Impl:
+    """One implementation to run: function `qualname` of the module at `path`.
+
+    When `source` is given, that function definition (dedented source text) is compiled
+    into a copy of the module's namespace instead of using the module's own function,
+    after executing `prelude` (import lines a rewrite needs) in that copy.
+    """
+
+    path: str
+    qualname: str
+    source: str | None = None
+    prelude: str = ""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A claim that `candidate` behaves like `reference` on every input the code accepts.
+
+    `hints` are `name -> spec` strings from `[tool.loopvec.hints]` (same syntax as the
+    `# loopvec: shapes x=[n,3] k=int` comment on the def line).
+    `key` is an opaque label the caller uses to match verdicts to candidates.
+    """
+
+    reference: Impl
+    candidate: Impl
+    hints: tuple[tuple[str, str], ...] = ()
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    max_examples: int = 60
+    timeout_s: float = 20.0
+    device: str = "all"  # cpu | cuda | all (all = cpu, and cuda when available)
+    grad: bool = False
+    seed: int = 0
+    workers: int = 1
+    min_valid: int = 8  # fewer accepted inputs than this => unverifiable
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """`status` is one of: verified, failed, unverifiable."""
+
+    status: str
+    message: str
+    examples: int = 0
+    devices: tuple[str, ...] = ()
+    counterexample: str | None = None
+    key: str = ""
+    hint: str | None = None  # the hint that would help, for unverifiable ones
+    timings: tuple[tuple[str, float], ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "verified"
