@@ -7,7 +7,7 @@ import libcst as cst
 from loopvec.analysis.loops import Loop
 from loopvec.assemble import collect, store
 from loopvec.guards import map_loop_problem, used_after_problem
-from loopvec.lift import LiftError, LiftScope, as_operand, lift, lift_temps
+from loopvec.lift import LiftError, LiftScope, lift, lift_temps
 from loopvec.rewrite import SAFE, Decline, Edit, PatternContext, Rewrite
 
 
@@ -62,7 +62,7 @@ class Elementwise:
         scope = LiftScope.for_loop(ctx.info, ctx.torch, loop.domain, set(loop.domain.names))
         value = lift(loop.element, scope)
         new = collect(loop.collector, value, scope)
-        return Rewrite(self.NAME, loop, (Edit(loop.collector.call, as_operand(new)),),
+        return Rewrite(self.NAME, loop, (Edit(loop.collector.call, new),),
                        f"becomes `{new}`", SAFE, tuple(dict.fromkeys(scope.assumptions)), ctx.imports)
 
     # ------------------------------------------------------------------ for loops

@@ -19,7 +19,7 @@ import libcst as cst
 
 from .analysis.loops import Access, Finish, Init, Loop
 from .analysis.module import code
-from .lift import Lifted, LiftError, LiftScope, method
+from .lift import Lifted, LiftError, LiftScope, as_operand, method
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def _copy(value: Lifted) -> str:
 
 
 def _paren(text: str) -> str:
-    return f"({text})"
+    return as_operand(text)
 
 
 def _nonempty(scope: LiftScope) -> str:

@@ -15,6 +15,9 @@ import libcst as cst
 from .rewrite import Edit
 
 
+_ATOMS = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, cst.Float, cst.SimpleString)
+
+
 class EditError(Exception):
     pass
 
@@ -36,13 +39,32 @@ class _Applier(cst.CSTTransformer):
                     raise EditError("an expression edit needs code")
                 self.expr_edits[id(e.target)] = e.code
         self.applied: set[int] = set()
+        self.created: set[int] = set()  # parenthesised replacements, unwrapped where parens are noise
 
     def on_leave(self, original_node, updated_node):
         if id(original_node) in self.expr_edits:
             self.applied.add(id(original_node))
             new = cst.parse_expression(self.expr_edits[id(original_node)])
+            if not isinstance(new, _ATOMS) and not new.lpar:
+                # it stands where a call stood: keep the surrounding precedence
+                new = new.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+                self.created.add(id(new))
             return new
         return super().on_leave(original_node, updated_node)
+
+    def _unwrap(self, value):
+        if value is not None and id(value) in self.created:
+            return value.with_changes(lpar=[], rpar=[])
+        return value
+
+    def leave_Return(self, original_node, updated_node):
+        return updated_node.with_changes(value=self._unwrap(updated_node.value))
+
+    def leave_Assign(self, original_node, updated_node):
+        return updated_node.with_changes(value=self._unwrap(updated_node.value))
+
+    def leave_AnnAssign(self, original_node, updated_node):
+        return updated_node.with_changes(value=self._unwrap(updated_node.value))
 
     def _block(self, original_body, updated_body) -> list:
         out: list = []

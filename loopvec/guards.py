@@ -13,6 +13,9 @@ def map_loop_problem(loop: Loop, allow_nested: bool = False) -> str | None:
     # iterating a Python list, a generator, a dict: no tensor to vectorize over
     if loop.domain is None:
         return loop.domain_problem or "iteration loopvec cannot describe"
+    # vals = [1.0, 2.0]; for v in vals: `vals * 2` would repeat the list, not scale it
+    if loop.iterable_problem:
+        return loop.iterable_problem
     # range(1, n), range(0, n, 2), enumerate(x, 1): a whole-array rewrite touches skipped rows
     if not loop.domain.full:
         return "partial or strided range: a whole-array rewrite would touch elements the loop skips"

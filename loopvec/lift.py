@@ -502,7 +502,9 @@ def _lift_qualified(node: cst.Call, qual: str, scope: LiftScope) -> Lifted:
         for p in pos:
             if p.kind in ("const", "invariant"):
                 args.append(p)
-            elif p.kind in ("tensor", "int", "bool", "float"):
+            elif p.kind == "float":
+                args.append(p)
+            else:
                 args.append(Lifted(method(p.node, "double"), True, "float"))
         if kw:
             raise LiftError(f"keywords in `{what}`")
@@ -531,8 +533,9 @@ def _lift_builtin(node: cst.Call, name: str, scope: LiftScope) -> Lifted:
             operator=cmp.with_changes(whitespace_before=cst.SimpleWhitespace(" "),
                                       whitespace_after=cst.SimpleWhitespace(" ")),
             comparator=_paren(a.node))])
-        if {a.kind, b.kind} - {"const", "invariant"} != {"tensor"} and kind == "tensor":
-            raise LiftError(f"`{name}(...)` of mixed operands")
+        # max(x, 0.0) yields the tensor x or the float 0.0: a list mixing both has no single dtype rule
+        if a.kind != b.kind:
+            raise LiftError(f"`{name}(...)` mixes a loop element with a constant")
         return Lifted(call(scope.torch_fn("where"), test, b.node, a.node), True, kind)
     if name == "float" and len(pos) == 1:
         return Lifted(method(pos[0].node, "double"), True, "float")

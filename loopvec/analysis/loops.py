@@ -114,6 +114,8 @@ class Loop:
     skip: bool = False  # `# loopvec: skip`
     block: tuple[cst.BaseStatement, ...] = field(default=(), repr=False)
     block_index: int = -1
+    # why an iterated array is a Python sequence rather than a tensor, if it visibly is
+    iterable_problem: str | None = None
 
     @property
     def outputs(self) -> set[str]:
@@ -667,6 +669,7 @@ class _LoopFinder(cst.CSTVisitor):
             control=frozenset(scan.control), used_after=frozenset(used_after), setup=setup,
             finish=finish, nested=tuple(scan.nested), depth=len(self.loop_stack),
             skip=_has_skip(info, pos.start.line), block=block, block_index=index,
+            iterable_problem=_iterable_problem(frame.node if frame else None, domain, info),
         )
 
     def _comprehension_record(self, call: cst.Call, comp, kind: str) -> Loop:
@@ -702,6 +705,7 @@ class _LoopFinder(cst.CSTVisitor):
             control=frozenset(scan.control), used_after=frozenset(), setup={}, finish={},
             nested=(), depth=len(self.loop_stack), skip=_has_skip(info, pos.start.line),
             block=block, block_index=stmt_index,
+            iterable_problem=_iterable_problem(frame.node if frame else None, domain, info),
         )
 
 
@@ -792,6 +796,58 @@ def _contains(stmt: cst.CSTNode, node: cst.CSTNode) -> bool:
 
     stmt.visit(_V())
     return found
+
+
+_SEQUENCE_CALLS = {"list", "tuple", "range", "sorted", "reversed", "dict", "set", "map", "filter"}
+_SEQUENCE_METHODS = {"tolist", "split", "keys", "values", "items", "splitlines"}
+_SEQUENCE_ANNOTATIONS = {"list", "tuple", "List", "Tuple", "Sequence", "Iterable", "Iterator", "dict", "Dict",
+                         "set", "Set", "str", "range", "Generator", "Mapping"}
+
+
+def _sequence_value(value: cst.BaseExpression, info: ModuleInfo) -> bool:
+    if isinstance(value, (cst.List, cst.Tuple, cst.ListComp, cst.GeneratorExp, cst.Dict, cst.Set,
+                          cst.DictComp, cst.SetComp, cst.SimpleString, cst.ConcatenatedString)):
+        return True
+    if isinstance(value, cst.Call):
+        if info.builtin_name(value.func) in _SEQUENCE_CALLS:
+            return True
+        if isinstance(value.func, cst.Attribute) and value.func.attr.value in _SEQUENCE_METHODS:
+            return True
+    return False
+
+
+def _iterable_problem(function: cst.FunctionDef | None, domain: Domain | None, info: ModuleInfo) -> str | None:
+    """`vals = [1.0, 2.0]; for v in vals`, `def f(xs: list[float])`: not a tensor."""
+    if function is None or domain is None:
+        return None
+    names = {a for a in domain.arrays if "." not in a and "[" not in a}
+    if not names:
+        return None
+    for p in (*function.params.params, *function.params.posonly_params, *function.params.kwonly_params):
+        if p.name.value in names and p.annotation is not None:
+            ann = p.annotation.annotation
+            head = ann.value if isinstance(ann, cst.Subscript) else ann
+            text = dotted(head) or ""
+            if text.split(".")[-1] in _SEQUENCE_ANNOTATIONS:
+                return f"`{p.name.value}` is annotated as a Python sequence, not a tensor"
+        if p.name.value in names and p.default is not None and _sequence_value(p.default, info):
+            return f"`{p.name.value}` defaults to a Python sequence, not a tensor"
+
+    found: list[str] = []
+
+    class _Assigns(cst.CSTVisitor):
+        def visit_FunctionDef(self, node) -> bool:
+            return node is function
+
+        def visit_Assign(self, node: cst.Assign) -> None:
+            for t in node.targets:
+                if isinstance(t.target, cst.Name) and t.target.value in names and _sequence_value(node.value, info):
+                    found.append(t.target.value)
+
+    function.visit(_Assigns())
+    if found:
+        return f"`{found[0]}` is a Python sequence, not a tensor"
+    return None
 
 
 def find_loops(info: ModuleInfo) -> list[Loop]:
