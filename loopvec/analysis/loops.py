@@ -689,7 +689,7 @@ class _LoopFinder(cst.CSTVisitor):
         scan = _BodyScanner(info)
         comp.elt.visit(scan)
         for cond in clauses[0].ifs:
-            cond.condition.visit(scan)
+            cond.test.visit(scan)
         block = self.blocks[-1] if self.blocks else ()
         stmt_index = -1
         target = None
@@ -699,7 +699,7 @@ class _LoopFinder(cst.CSTVisitor):
             qualname=frame.qualname if frame else None,
             line=pos.start.line, column=pos.start.column + 1, end_line=pos.end.line,
             domain=domain, domain_problem=problem, body=(), element=comp.elt,
-            conditions=tuple(c.condition for c in clauses[0].ifs), collector=fin,
+            conditions=tuple(c.test for c in clauses[0].ifs), collector=fin,
             reads=tuple(scan.reads), writes=tuple(scan.writes), appends=(), accumulators=(),
             assigned=frozenset(scan.assigned), carried=(), side_effects=tuple(dict.fromkeys(scan.effects)),
             control=frozenset(scan.control), used_after=frozenset(), setup={}, finish={},
