@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from .analysis.loops import Access, Finish, Init, Loop
+from .analysis.loops import Access, Finish, Init, Loop, names_in
 from .analysis.module import code
 from .lift import Lifted, LiftError, LiftScope, as_operand, method
 
@@ -102,6 +102,11 @@ def _dtype_of_init(init: Init, scope: LiftScope) -> str | None:
         return f"{init.ref}.dtype"
     if init.kind == "alloc" and init.call and init.call.startswith("new:"):
         return f"{init.ref}.dtype"
+    if init.kind == "alloc" and init.call and init.call.endswith("full"):
+        # torch.full(size, 0) is int64 and torch.full(size, True) bool: only a float fill is the default
+        fills = [a.value for a in value.args if a.keyword is None][1:2]
+        if not (fills and isinstance(fills[0], cst.Float)):
+            return None
     if init.kind == "alloc":
         return f"{scope.torch}.get_default_dtype()"
     return None
@@ -131,6 +136,27 @@ def _covers(init: Init, scope: LiftScope) -> bool:
     return False
 
 
+def _same_shape(init: Init, scope: LiftScope, loop: Loop) -> bool:
+    """The stored value has the allocation's full shape, so dropping the allocation is exact.
+
+    `out = zeros_like(x); out[i] = 5 * y[i]` with 2-D `x` and 1-D `y` fills each row with
+    one number: the whole-array value `5 * y` is 1-D. An allocation shaped like `x` is only
+    safe to drop when `x`'s own rows enter the value (elementwise, so they fix its shape); a
+    1-D allocation only holds 0-d values, whatever the loop reads.
+    """
+    dom = scope.domain
+    if init.kind == "alloc":
+        sizes = [a.value for a in init.value.args if a.keyword is None]
+        return len(sizes) == 1 and not isinstance(sizes[0], (cst.Tuple, cst.List))
+    ref = init.ref
+    if any(r.array == ref and r.index == (dom.index,) for r in loop.reads):
+        return True
+    used = set()
+    for stmt in loop.body:
+        used |= names_in(stmt)
+    return any(arr == ref and name in used for name, arr in dom.elements)
+
+
 def store(init: Init | None, write: Access, value: Lifted, scope: LiftScope, loop: Loop) -> Stored:
     """The statement that replaces `for ...: out[i] = v`."""
     out = write.array
@@ -145,6 +171,7 @@ def store(init: Init | None, write: Access, value: Lifted, scope: LiftScope, loo
         and not init.interleaved
         and not reads_output
         and _covers(init, scope)
+        and _same_shape(init, scope, loop)
     )
     if replaceable:
         dtype = _dtype_of_init(init, scope)
