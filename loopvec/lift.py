@@ -354,6 +354,16 @@ def _is_predicate(node: cst.BaseExpression) -> bool:
     return False
 
 
+def _note_invariant_operands(operands: list[Lifted], scope: LiftScope) -> None:
+    """`v * w` per element is an outer product when `w` has more dimensions than `v`;
+    batched, `x * w` aligns `w` with the trailing dimensions instead. Say so."""
+    if not any(o.batched and o.kind == "tensor" for o in operands):
+        return
+    for o in operands:
+        if o.kind == "invariant" and isinstance(o.node, (cst.Name, cst.Attribute, cst.Subscript)):
+            scope.assumptions.append(f"`{code(o.node)}` is a number or has no more dimensions than one element")
+
+
 def _lift_binary(node: cst.BinaryOperation, scope: LiftScope) -> Lifted:
     if _unbatched(node, scope):
         return Lifted(node, False, "invariant")
@@ -361,6 +371,7 @@ def _lift_binary(node: cst.BinaryOperation, scope: LiftScope) -> Lifted:
         raise LiftError("`@` inside an elementwise body")
     left, right = lift(node.left, scope), lift(node.right, scope)
     kind = combine_kinds(left, right, f"`{code(node)}`")
+    _note_invariant_operands([left, right], scope)
     op = node.operator
     if kind == "float" and not isinstance(op, _FLOAT_OPS):
         raise LiftError(f"operator in `{code(node)}` on Python floats")
@@ -461,10 +472,11 @@ def _rebuild(node: cst.Call, func: cst.BaseExpression, pos: list[Lifted], kw: di
     return node.with_changes(func=func, args=args)
 
 
-def _tensor_result(node: cst.Call, pos, kw, what: str, func: cst.BaseExpression) -> Lifted:
+def _tensor_result(node: cst.Call, pos, kw, what: str, func: cst.BaseExpression, scope: LiftScope) -> Lifted:
     for x in [*pos, *kw.values()]:
         if x.kind in ("float", "int", "bool"):
             raise LiftError(f"`{what}` on a per-element Python number")
+    _note_invariant_operands([*pos, *kw.values()], scope)
     return Lifted(_rebuild(node, func, pos, kw), True, "tensor")
 
 
@@ -489,13 +501,13 @@ def _lift_qualified(node: cst.Call, qual: str, scope: LiftScope) -> Lifted:
     module, _, name = qual.rpartition(".")
     pos, kw = _lift_args(node, scope, what)
     if module == "torch" and name in _TORCH_ELEMENTWISE:
-        return _tensor_result(node, pos, kw, what, node.func)
+        return _tensor_result(node, pos, kw, what, node.func, scope)
     if module == "torch.special" and name in _SPECIAL:
-        return _tensor_result(node, pos, kw, what, node.func)
+        return _tensor_result(node, pos, kw, what, node.func, scope)
     if module == "torch.nn.functional" and name in _FUNCTIONAL:
         if "inplace" in kw:
             raise LiftError(f"`inplace=` in `{what}`")
-        return _tensor_result(node, pos, kw, what, node.func)
+        return _tensor_result(node, pos, kw, what, node.func, scope)
     if module == "math" and (name in _MATH or name in _MATH_TO_INT):
         # math.* converts its arguments to Python float (float64) and returns a float
         args = []
@@ -576,7 +588,7 @@ def _lift_method(node: cst.Call, scope: LiftScope) -> Lifted:
         raise LiftError("`.item()` per element (its Python type depends on the dtype): "
                         "use float(x) or keep the tensor")
     if name in _METHODS:
-        return _tensor_result(node, pos, kw, f".{name}", new_func)
+        return _tensor_result(node, pos, kw, f".{name}", new_func, scope)
     raise LiftError(f"unknown method `.{name}()`")
 
 
