@@ -114,6 +114,16 @@ class LiftScope:
     elements: dict[str, Lifted] = field(default_factory=dict)
     temps: dict[str, Lifted] = field(default_factory=dict)
     assumptions: list[str] = field(default_factory=list)
+    walked: list[str] = field(default_factory=list)  # arrays read one row per iteration
+
+    def walk(self, array: str) -> None:
+        """`x[i] * w[i]` with x [n, d] and w [n]: per row `w[i]` is 0-d and scales the row;
+        batched, `w` would align with `d`. Two walked arrays must have the same rank."""
+        if array in self.walked:
+            return
+        self.walked.append(array)
+        if len(self.walked) > 1:
+            self.assumptions.append(f"`{self.walked[0]}` and `{array}` have the same number of dimensions")
 
     @classmethod
     def for_loop(cls, info: ModuleInfo, torch: str, domain: Domain, loop_names: set[str]) -> LiftScope:
@@ -238,6 +248,7 @@ def _lift_name(node: cst.Name, scope: LiftScope) -> Lifted:
     if name in scope.temps:
         return scope.temps[name]
     if name in scope.elements:
+        scope.walk(code(scope.elements[name].node))
         return scope.elements[name]
     if name == scope.domain.index:
         # `x * i`: the index is a Python int; batched it is an int64 arange, which
@@ -322,6 +333,7 @@ def _commas(elements: list[cst.SubscriptElement]) -> list[cst.SubscriptElement]:
 def _whole_array(base: str, scope: LiftScope) -> cst.BaseExpression:
     """`x` for `x[i]`; `x[:n]` when the loop walks only a prefix whose length is `n`."""
     dom = scope.domain
+    scope.walk(base)
     if base in dom.arrays:
         return scope.expr(base)
     if dom.arrays:

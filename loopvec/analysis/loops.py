@@ -162,6 +162,15 @@ class _Names(cst.CSTVisitor):
     def visit_Name(self, node: cst.Name) -> None:
         self.loads.append(node.value)
 
+    # `x.total` and `f(dtype=...)`: `total` and `dtype` are not names in scope
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        node.value.visit(self)
+        return False
+
+    def visit_Arg(self, node: cst.Arg) -> bool:
+        node.value.visit(self)
+        return False
+
     # Assignment targets are visited as Names too; the body scanner separates them.
 
 
@@ -461,7 +470,7 @@ def _binds(stmt: cst.BaseStatement, name: str) -> cst.BaseExpression | None | bo
     return None
 
 
-def _find_setup(name: str, block: tuple, index: int, info: ModuleInfo, params: set[str]) -> Init | None:
+def find_setup(name: str, block: tuple, index: int, info: ModuleInfo, params: set[str]) -> Init | None:
     interleaved = False
     for j in range(index - 1, -1, -1):
         stmt = block[j]
@@ -639,14 +648,15 @@ class _LoopFinder(cst.CSTVisitor):
         index = next((k for k, s in enumerate(block) if s is node), -1)
         params = frame.params if frame else set()
 
+        # every name the loop writes or rebinds: outputs, accumulators, flags like `best = x`
         outputs = {a.target for a in scan.appends} | {w.array for w in scan.writes} | {
-            a.target for a in scan.accumulators}
+            a.target for a in scan.accumulators} | (set(scan.assigned) - targets)
         setup: dict[str, Init] = {}
         finish: dict[str, Finish] = {}
         for name in sorted(outputs):
             if "." in name:
                 continue
-            init = _find_setup(name, block, index, info, params) if index >= 0 else None
+            init = find_setup(name, block, index, info, params) if index >= 0 else None
             if init is not None:
                 setup[name] = init
             if init is not None and init.kind == "list":
