@@ -48,6 +48,7 @@ class VerifySettings:
     seed: int = 0
     workers: int = 1
     min_valid: int = 8  # fewer accepted inputs than this => unverifiable
+    memory_mb: int = 4096  # a worker above this resident size is killed (candidate failed)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Verdict:
     key: str = ""
     hint: str | None = None  # the hint that would help, for unverifiable ones
     timings: tuple[tuple[str, float], ...] = field(default=())
+    discarded: int = 0  # generated inputs the original raised on (not counted in examples)
 
     @property
     def ok(self) -> bool:

@@ -1,0 +1,236 @@
+"""One candidate, checked in the worker: load both sides, plan inputs, search, judge.
+
+The search is a hypothesis `@given` test, so a failure comes back shrunk. Inputs on which
+the original raises are rejected (the original does not accept them); too few accepted
+inputs make the candidate unverifiable, with the hint comment that states what was tried.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from hypothesis import HealthCheck, Phase, Verbosity, given, reject, seed
+from hypothesis import settings as hyp_settings
+from hypothesis.errors import Unsatisfiable
+from hypothesis.reporting import with_reporter
+
+from loopvec.analysis.usage import usage_facts
+
+from .inputs import OMIT, arguments, to_device
+from .loading import ImportExit, LoadError, Loaded, load
+from .oracle import Difference, UserExit, describe_error, grad_difference, judge, run, seed_everything
+from .plan import Plan, build_plan
+from .report import counterexample
+from .specs import SpecError, parse_spec
+from .types import Candidate, Verdict, VerifySettings
+
+# Share of the time limit the search may use before it stops early (and shrinking, once
+# a failure is found), so a slow function ends in a verdict rather than a kill.
+_SEARCH_SHARE = 0.6
+_SHRINK_SHARE = 0.8
+_SHRINK_S = 1.0  # shrinking longer buys a slightly smaller example for much time
+
+
+class _GiveUp(BaseException):
+    """Stop the search: hypothesis lets BaseExceptions through without shrinking."""
+
+
+class _Mismatch(Exception):
+    pass
+
+
+@dataclass
+class _Search:
+    valid: int = 0
+    rejected: int = 0
+    errors: Counter = field(default_factory=Counter)
+    failure: str | None = None
+    difference: Difference | None = None
+    stopped_early: bool = False
+
+
+def check(cand: Candidate, settings: VerifySettings) -> Verdict:
+    """The verdict on one candidate. Never raises for problems in user code."""
+    started = time.perf_counter()
+    timings: list[tuple[str, float]] = []
+    try:
+        verdict = _check(cand, settings, started, timings)
+    except LoadError as e:
+        verdict = Verdict(e.status, e.message)
+    except (UserExit, ImportExit) as e:
+        where = f" in the {e.side}" if isinstance(e, UserExit) else " while importing"
+        verdict = Verdict("failed", f"worker crashed: user code called sys.exit({e.code!r}){where}")
+    timings.append(("total", round(time.perf_counter() - started, 4)))
+    return replace(verdict, key=cand.key, timings=tuple(timings))
+
+
+def devices_for(setting: str) -> tuple[str, ...]:
+    cuda = torch.cuda.is_available()
+    if setting == "cpu":
+        return ("cpu",)
+    if setting == "cuda":
+        return ("cuda",) if cuda else ()
+    return ("cpu", "cuda") if cuda else ("cpu",)
+
+
+def _check(cand: Candidate, settings: VerifySettings, started: float, timings: list) -> Verdict:
+    devices = devices_for(settings.device)
+    if not devices:
+        return Verdict("unverifiable", f"device {settings.device!r} requested but CUDA is not available")
+    ref = load(cand.reference)
+    new = load(cand.candidate)
+    timings.append(("load", round(time.perf_counter() - started, 4)))
+    plan = _plan(ref, new, cand)
+    if ref.owner is not None and not ref.definition.static:
+        _try_instance(ref)
+    search = _search(ref, new, plan, settings, devices, started)
+    timings.append(("search", round(time.perf_counter() - started, 4)))
+    if search.failure is not None:
+        return Verdict(
+            "failed",
+            f"rewrite differs from the original: {search.difference.where}: {search.difference.what}",
+            examples=search.valid,
+            devices=devices,
+            counterexample=search.failure,
+            discarded=search.rejected,
+        )
+    tried = search.valid + search.rejected
+    if search.valid < settings.min_valid:
+        common = search.errors.most_common(1)
+        why = f" (most often: {common[0][0]})" if common else ""
+        slow = " before the time limit" if search.stopped_early else ""
+        return Verdict(
+            "unverifiable",
+            f"only {search.valid} of {tried} generated inputs ran without error in the original{slow}{why}; "
+            f"a hint may help",
+            examples=search.valid,
+            devices=devices,
+            hint=plan.hint(),
+            discarded=search.rejected,
+        )
+    notes = [", ".join(devices)]
+    if search.rejected:
+        notes.append(f"{search.rejected} inputs the original rejected were skipped")
+    if search.stopped_early:
+        notes.append("stopped early at the time limit")
+    return Verdict(
+        "verified",
+        f"verified on {search.valid} examples ({'; '.join(notes)})",
+        examples=search.valid,
+        devices=devices,
+        discarded=search.rejected,
+    )
+
+
+def _plan(ref: Loaded, new: Loaded, cand: Candidate) -> Plan:
+    comment = ref.definition.hint_comment() or new.definition.hint_comment()
+    texts = {**dict(cand.hints), **comment}  # the comment sits by the code: it wins
+    try:
+        hints = {name: parse_spec(text) for name, text in texts.items()}
+    except SpecError as e:
+        raise LoadError("unverifiable", f"bad hint: {e}") from None
+    facts = usage_facts(ref.definition.node, skip_first=ref.definition.skips_first)
+    return build_plan(ref.definition.params(), facts, hints)
+
+
+def _try_instance(ref: Loaded) -> None:
+    seed_everything(0)
+    try:
+        ref.make_instance("cpu")
+    except SystemExit as e:
+        raise UserExit(e.code, "constructor") from None
+    except Exception as e:  # the class cannot be built without arguments after all
+        raise LoadError(
+            "unverifiable", f"cannot build {ref.owner.__name__}() to call the method on: {describe_error(e)}"
+        ) from None
+
+
+def _search(
+    ref: Loaded, new: Loaded, plan: Plan, settings: VerifySettings, devices: tuple[str, ...], started: float
+) -> _Search:
+    """Run the examples: one hypothesis run per value dtype, and one of strided inputs.
+
+    Hypothesis draws in clumps: left to pick the dtype itself, a run of 60 examples
+    can contain no uint8 at all, or no non-contiguous tensor. Separate runs give each
+    dtype and the strided layouts their share of the examples; each run starts from its
+    simplest example, which has an empty dim.
+    """
+    state = _Search()
+    sig = ref.signature()
+    names = list(sig.parameters)
+    search_until = started + _SEARCH_SHARE * settings.timeout_s
+    give_up_after = 3 * settings.max_examples + 20
+    callers = {d: (ref.caller(d), new.caller(d)) for d in devices}
+    found_at: list[float] = []
+
+    def example(named: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        if state.failure is not None:
+            shrink_until = min(found_at[0] + _SHRINK_S, started + _SHRINK_SHARE * settings.timeout_s)
+            if now > shrink_until:
+                raise _GiveUp  # keep the smallest failure found so far
+        elif now > search_until:
+            state.stopped_early = True
+            raise _GiveUp
+        given_args = {k: v for k, v in named.items() if v is not OMIT}
+        for device in devices:
+            bound = sig.bind_partial(**to_device(given_args, device))
+            ref_call, new_call = callers[device]
+            r = run(ref_call, bound.args, bound.kwargs, settings.seed, "original")
+            if r.error is not None:
+                if state.failure is None:  # shrinking probes do not count as examples
+                    state.rejected += 1
+                    state.errors[describe_error(r.error)] += 1
+                    if state.rejected >= give_up_after:
+                        raise _GiveUp
+                reject()
+            c = run(new_call, bound.args, bound.kwargs, settings.seed, "rewrite")
+            diff = judge(r, c, names)
+            if diff is None and settings.grad:
+                diff = grad_difference(ref_call, new_call, bound.args, bound.kwargs, settings.seed, names)
+            if diff is not None:
+                if not found_at:
+                    found_at.append(now)
+                state.failure = counterexample(named, device, diff)
+                state.difference = diff
+                raise _Mismatch(diff.text())
+        if state.failure is None:
+            state.valid += 1
+
+    first, *others = plan.value_dtypes
+    runs = [(first, False), (first, True), *((dtype, False) for dtype in others)]
+    share = max(1, math.ceil(settings.max_examples / len(runs)))
+    for dtype, strided in runs:
+        _run_hypothesis(example, arguments(replace(plan, value_dtypes=(dtype,)), strided), share, settings.seed, state)
+        if state.failure is not None or state.stopped_early or state.rejected >= give_up_after:
+            break
+    return state
+
+
+def _run_hypothesis(example, strategy, max_examples: int, seed_value: int, state: _Search) -> None:
+    test = hyp_settings(
+        max_examples=max_examples,
+        database=None,
+        derandomize=True,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
+        phases=(Phase.explicit, Phase.generate, Phase.shrink),
+        report_multiple_bugs=False,
+        print_blob=False,
+    )(seed(seed_value)(given(strategy)(example)))
+    try:
+        with with_reporter(lambda *_: None):
+            test()
+    except (_GiveUp, Unsatisfiable):
+        pass
+    except _Mismatch:
+        pass  # state.failure holds the last, smallest failing example
+    except Exception as e:
+        if state.failure is None:
+            raise LoadError("unverifiable", f"verifier error: {describe_error(e)}") from e

@@ -1,0 +1,270 @@
+"""Turn an `Impl` into something to call, inside the worker process.
+
+The module is imported in its package context, as pytest's rootdir insertion does: walk
+up while `__init__.py` exists, put the directory above on `sys.path`, import by dotted
+name, so relative imports, helpers and module constants resolve. A rewrite is compiled
+into a *copy* of the module's namespace (after its prelude), so it sees the same helpers
+without replacing anything the original sees.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import linecache
+import sys
+import textwrap
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from .oracle import describe_error
+from .source import Definition, find_definition, parse_rewrite
+from .types import Impl
+
+
+class LoadError(Exception):
+    """The implementation cannot be run; `status` is the verdict it leads to."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class ImportExit(BaseException):
+    """The module called sys.exit while being imported."""
+
+    def __init__(self, code: Any) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass
+class Loaded:
+    """A callable implementation: a function, or a method called on a fresh instance."""
+
+    impl: Impl
+    definition: Definition
+    target: Any  # the function, or the class attribute (function/staticmethod/...)
+    owner: type | None  # the class, for methods
+
+    def signature(self) -> inspect.Signature:
+        func = inspect.unwrap(getattr(self.target, "__func__", self.target))
+        sig = inspect.signature(func)
+        if self.definition.skips_first:
+            sig = sig.replace(parameters=list(sig.parameters.values())[1:])
+        return sig
+
+    def make_instance(self, device: str) -> Any:
+        instance = self.owner()
+        if device != "cpu" and hasattr(instance, "to") and callable(instance.to):
+            import torch
+
+            if isinstance(instance, torch.nn.Module):
+                instance = instance.to(device)
+        return instance
+
+    def caller(self, device: str):
+        """(args, kwargs) -> (value, instance or None), for `oracle.run`."""
+        if self.owner is None or self.definition.static:
+            func = getattr(self.target, "__func__", self.target)
+            return lambda args, kwargs: (func(*args, **kwargs), None)
+
+        def call(args: tuple, kwargs: dict) -> tuple[Any, Any]:
+            # A fresh instance per call: a method that updates self must not leak state
+            # from one side (or one example) to the next.
+            instance = self.make_instance(device)
+            return self.target.__get__(instance, self.owner)(*args, **kwargs), instance
+
+        return call
+
+
+_loaded_files: dict[str, int] = {}  # module name -> mtime_ns it was imported at
+
+
+def load(impl: Impl) -> Loaded:
+    path = Path(impl.path).resolve()
+    if not path.is_file():
+        raise LoadError("unverifiable", f"no such file: {impl.path}")
+    definition = None
+    if impl.source is None:
+        definition = _definition_in_file(path, impl.qualname)
+    module = import_file(path)
+    owner_path, _, name = impl.qualname.rpartition(".")
+    owner = _resolve(module, owner_path, impl) if owner_path else None
+    if owner is not None and not isinstance(owner, type):
+        raise LoadError("unverifiable", f"{owner_path} in {path.name} is not a class")
+    if definition is None:
+        definition, target = _compile_rewrite(impl, module, owner)
+        return _checked(Loaded(impl, definition, target, owner))
+    target = inspect.getattr_static(owner, name, None) if owner is not None else getattr(module, name, None)
+    if target is None:
+        raise LoadError("unverifiable", f"{impl.qualname} is not defined when {path.name} is imported")
+    return _checked(Loaded(impl, definition, target, owner))
+
+
+def _definition_in_file(path: Path, qualname: str) -> Definition:
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    try:
+        definition = find_definition(text, qualname)
+    except SyntaxError as e:
+        raise LoadError("unverifiable", f"cannot parse {path.name}: {e.msg} (line {e.lineno})") from None
+    if definition is None:
+        raise LoadError("unverifiable", f"no function {qualname} in {path.name}")
+    return definition
+
+
+def _checked(loaded: Loaded) -> Loaded:
+    if loaded.owner is None or loaded.definition.static:
+        return loaded
+    try:
+        sig = inspect.signature(loaded.owner)
+    except (TypeError, ValueError):  # a C-level __init__ without a signature: just try it
+        return loaded
+    needed = [
+        p.name
+        for p in sig.parameters.values()
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if needed:
+        raise LoadError(
+            "unverifiable",
+            f"{loaded.owner.__name__}() needs arguments ({', '.join(needed)}); "
+            f"cannot build an instance to call {loaded.impl.qualname} on",
+        )
+    return loaded
+
+
+def _resolve(module: ModuleType, dotted: str, impl: Impl) -> Any:
+    obj: Any = module
+    for part in dotted.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise LoadError("unverifiable", f"no {dotted} in {Path(impl.path).name}") from None
+    return obj
+
+
+def _compile_rewrite(impl: Impl, module: ModuleType, owner: type | None) -> tuple[Definition, Any]:
+    try:
+        definition = parse_rewrite(impl.source or "", owner is not None)
+    except SyntaxError as e:
+        raise LoadError("failed", f"the rewrite does not parse: {e.msg} (line {e.lineno})") from None
+    name = definition.node.name
+    # A copy: the rewrite sees the module's helpers and constants, and rebinding names
+    # (its own def, its prelude's imports) leaves the original's namespace untouched.
+    namespace = dict(vars(module))
+    filename = f"<loopvec rewrite of {impl.path}::{impl.qualname}>"
+    source = textwrap.dedent(impl.source or "")
+    try:
+        if impl.prelude.strip():
+            exec(compile(impl.prelude, f"<loopvec prelude of {impl.qualname}>", "exec"), namespace)
+        if owner is None:
+            linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+            exec(compile(source, filename, "exec"), namespace)
+            return definition, namespace[name]
+        return definition, _compile_method(source, name, owner, namespace, filename)
+    except SyntaxError as e:
+        raise LoadError("failed", f"the rewrite does not compile: {e.msg} (line {e.lineno})") from None
+    except SystemExit as e:
+        raise ImportExit(e.code) from None
+    except Exception as e:  # its prelude or decorators fail: the rewrite is broken
+        raise LoadError("failed", f"the rewrite fails to load: {describe_error(e)}") from None
+
+
+def _compile_method(source: str, name: str, owner: type, namespace: dict, filename: str) -> Any:
+    """Compile a method inside a class of the owner's name, so `self.__x` mangles as in
+    the original; then point its `__class__` cell at the real class, so `super()` works."""
+    cls_name = owner.__name__
+    wrapper = f"class {cls_name}:\n" + textwrap.indent(source, "    ")
+    linecache.cache[filename] = (len(wrapper), None, wrapper.splitlines(True), filename)
+    saved = namespace.get(cls_name, None)
+    exec(compile(wrapper, filename, "exec"), namespace)
+    holder = namespace.pop(cls_name)
+    if saved is not None:
+        namespace[cls_name] = saved
+    raw = holder.__dict__[name]
+    func = getattr(raw, "__func__", getattr(raw, "fget", raw))
+    if func is not None and func.__closure__:
+        for cell_name, cell in zip(func.__code__.co_freevars, func.__closure__):
+            if cell_name == "__class__":
+                cell.cell_contents = owner
+    return raw
+
+
+def import_file(path: Path) -> ModuleType:
+    """Import the module at `path` the way pytest's rootdir insertion would."""
+    parts = [] if path.name == "__init__.py" else [path.stem]
+    root = path.parent
+    while (root / "__init__.py").is_file():
+        parts.insert(0, root.name)
+        root = root.parent
+    name = ".".join(parts)
+    if len(parts) == 1 and _taken_elsewhere(name, path):
+        # A lone file named like a module already loaded (or like the standard library's):
+        # load it under a private name rather than shadow the real one.
+        name = f"_loopvec_user_{zlib.crc32(str(path).encode()):08x}_{path.stem}"
+        return _import(name, path, str(root), spec_path=path)
+    return _import(name, path, str(root))
+
+
+def _taken_elsewhere(name: str, path: Path) -> bool:
+    existing = sys.modules.get(name)
+    if existing is not None:
+        return _file_of(existing) != path
+    return name in sys.stdlib_module_names
+
+
+def _file_of(module: ModuleType) -> Path | None:
+    file = getattr(module, "__file__", None)
+    return Path(file).resolve() if file else None
+
+
+def _import(name: str, path: Path, root: str, spec_path: Path | None = None) -> ModuleType:
+    mtime = path.stat().st_mtime_ns
+    cached = sys.modules.get(name)
+    if cached is not None and _file_of(cached) == path and _loaded_files.setdefault(name, mtime) == mtime:
+        return cached
+    _forget(name, path, root)
+    if root in sys.path:
+        sys.path.remove(root)
+    sys.path.insert(0, root)
+    importlib.invalidate_caches()
+    try:
+        if spec_path is not None:
+            spec = importlib.util.spec_from_file_location(name, spec_path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(name)
+    except SystemExit as e:
+        sys.modules.pop(name, None)
+        raise ImportExit(e.code) from None
+    except Exception as e:  # whatever the module raises, it is the user's module that failed
+        sys.modules.pop(name, None)
+        raise LoadError("unverifiable", f"module failed to import: {describe_error(e)}") from None
+    if _file_of(module) != path:
+        raise LoadError("unverifiable", f"importing {name} from {root} found {_file_of(module)}, not {path}")
+    _loaded_files[name] = mtime
+    return module
+
+
+def _forget(name: str, path: Path, root: str) -> None:
+    """Drop modules that would stand in for `name`: an older import of this file, or a
+    package of the same dotted name from another root."""
+    parts = name.split(".")
+    for k in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:k])
+        module = sys.modules.get(prefix)
+        if module is None:
+            continue
+        if k < len(parts) and _file_of(module) == Path(root, *parts[:k], "__init__.py").resolve():
+            continue
+        for key in [m for m in sys.modules if m == prefix or m.startswith(prefix + ".")]:
+            del sys.modules[key]
+        return

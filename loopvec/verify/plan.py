@@ -1,0 +1,363 @@
+"""The input plan: which kind of value each argument gets, and which sizes are shared.
+
+Sources, strongest first: hints (def-line comment, then `Candidate.hints`), annotations,
+defaults, usage facts of the reference function (`loopvec.analysis.usage`). A plan is
+plain data (no torch, no hypothesis); `inputs.arguments(plan)` turns it into a strategy,
+and `Plan.hint()` writes it back as the hint comment a user can correct.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from loopvec.analysis.usage import ParamUsage, UsageFacts
+
+from .specs import ListSpec, ScalarSpec, Spec, TensorSpec, TupleSpec, parse_annotation
+
+
+@dataclass(frozen=True)
+class Dim:
+    """A size shared by every axis in its class, drawn from [low, high]."""
+
+    name: str
+    low: int
+    high: int
+
+
+@dataclass(frozen=True)
+class TensorArg:
+    dims: tuple[str, ...]
+    dtypes: tuple[str, ...] | None = None  # None: the example's shared value dtype
+    index_of: str | None = None  # values are valid positions along this dim
+    output: bool = False  # the function writes into it
+
+
+@dataclass(frozen=True)
+class ScalarArg:
+    kind: str  # int | float | bool
+    upto: str | None = None  # an int in [0, size]: it bounds a range() over this dim
+    below: str | None = None  # an int in [0, size): it indexes this dim
+    count: bool = False  # an int that sizes something: never negative
+
+
+@dataclass(frozen=True)
+class ListArg:
+    length: str
+    item: Arg
+    tuple_: bool = False
+
+
+@dataclass(frozen=True)
+class TupleArg:
+    items: tuple[Arg, ...]
+
+
+@dataclass(frozen=True)
+class DefaultArg:
+    """Not passed: the function's own default is used."""
+
+
+@dataclass(frozen=True)
+class EitherArg:
+    options: tuple[Arg, ...]
+
+
+Arg = TensorArg | ScalarArg | ListArg | TupleArg | DefaultArg | EitherArg
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    annotation: str | None = None  # source text
+    has_default: bool = False
+    default_none: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    args: tuple[tuple[str, Arg], ...]
+    dims: tuple[Dim, ...]
+    value_dtypes: tuple[str, ...] = ("float32", "float64")
+    sources: tuple[tuple[str, str], ...] = field(default=())  # name -> hint|annotation|default|usage
+
+    def hint(self) -> str:
+        """The `# loopvec: shapes ...` comment that states this plan."""
+        parts = [f"{name}={_render(arg)}" for name, arg in self.args if _render(arg)]
+        return "# loopvec: shapes " + " ".join(parts)
+
+
+# Most examples should be fast: the more independent sizes, the smaller each one.
+_CAPS = {0: 8, 1: 8, 2: 6, 3: 4, 4: 3}
+_NAMES = "n m k p q r s t u v w".split()
+
+
+def build_plan(params: list[Param], facts: UsageFacts, hints: dict[str, Spec]) -> Plan:
+    b = _Builder(params, facts, hints)
+    return b.build()
+
+
+class _Builder:
+    def __init__(self, params: list[Param], facts: UsageFacts, hints: dict[str, Spec]) -> None:
+        self.params = params
+        self.facts = facts
+        self.hints = hints
+        self.parent: dict[tuple, tuple] = {}
+        self.fixed: dict[tuple, int] = {}
+        self.low: dict[tuple, int] = defaultdict(int)
+        for group in facts.equal:
+            for ref in group[1:]:
+                self.union(("ref", *group[0]), ("ref", *ref))
+
+    # union-find over ("ref", param, axis) and ("sym", name)
+    def find(self, x: tuple) -> tuple:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            x = self.parent[x] = self.parent[self.parent[x]]
+        return x
+
+    def union(self, a: tuple, b: tuple) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            # Keep a named root, so a class shows its hint/jaxtyping name.
+            if ra[0] == "sym" and rb[0] != "sym":
+                ra, rb = rb, ra
+            self.parent[ra] = rb
+
+    def build(self) -> Plan:
+        decided: dict[str, tuple[Arg, str]] = {}
+        for p in self.params:
+            decided[p.name] = self.decide(p)
+        self.resolve_operands(decided)
+        for ref, size in self.facts.min_sizes:
+            self.at_least(("ref", *ref), size)
+        args = tuple((name, arg) for name, (arg, _) in decided.items())
+        dims = self.dims(args)
+        names = {node: dims[self.find(node)].name for node in list(self.parent) if self.find(node) in dims}
+        args = tuple((name, _rename(arg, names)) for name, arg in args)
+        value_dtypes = self.value_dtypes(args)
+        return Plan(
+            args=args,
+            dims=tuple(dict.fromkeys(dims.values())),
+            value_dtypes=value_dtypes,
+            sources=tuple((name, src) for name, (_, src) in decided.items()),
+        )
+
+    # ------------------------------------------------------------------ arguments
+
+    def decide(self, p: Param) -> tuple[Arg, str]:
+        usage = self.facts.of(p.name)
+        if p.name in self.hints:
+            return self.from_spec(p.name, self.hints[p.name], usage), "hint"
+        spec = parse_annotation(p.annotation) if p.annotation else None
+        if p.has_default:
+            # A default is what callers normally pass; a None default that the body
+            # treats as a tensor also gets tensors, so both branches run.
+            wants_tensor = isinstance(spec, TensorSpec) or (spec is None and usage.kind == "tensor")
+            if p.default_none and wants_tensor:
+                return EitherArg((DefaultArg(), self.from_spec(p.name, spec, usage))), "default"
+            return DefaultArg(), "default"
+        if spec is not None:
+            return self.from_spec(p.name, spec, usage), "annotation"
+        return self.from_spec(p.name, None, usage), "usage"
+
+    def from_spec(self, name: str, spec: Spec | None, usage: ParamUsage) -> Arg:
+        if isinstance(spec, TensorSpec):
+            return self.tensor(name, usage, spec)
+        if isinstance(spec, ScalarSpec):
+            return self.scalar(spec.kind, usage)
+        if isinstance(spec, ListSpec):
+            length = self.node(name, 0)
+            item_spec = spec.item
+            if item_spec is None:
+                item_spec = TensorSpec() if (usage.rank or 1) > 1 else None
+            return ListArg(length, self.item(name, item_spec, usage, 1), spec.tuple_)
+        if isinstance(spec, TupleSpec):
+            return TupleArg(tuple(self.item(name, s, usage, 1) for s in spec.items))
+        kind = usage.kind
+        if kind in ("int", "float", "bool"):
+            return self.scalar(kind, usage)
+        return self.tensor(name, usage, TensorSpec())
+
+    def item(self, name: str, spec: Spec | None, usage: ParamUsage, depth: int) -> Arg:
+        """An element of a list/tuple parameter; its axes start at `depth`."""
+        if isinstance(spec, TensorSpec):
+            rank = len(spec.dims) if spec.dims is not None else max((usage.rank or 1) - depth, 1)
+            return TensorArg(tuple(self.node(name, depth + k) for k in range(rank)), spec.dtypes)
+        if isinstance(spec, ScalarSpec):
+            return ScalarArg(spec.kind)
+        if isinstance(spec, TupleSpec):
+            return TupleArg(tuple(self.item(name, s, usage, depth + 1) for s in spec.items))
+        if isinstance(spec, ListSpec):
+            return ListArg(self.node(name, depth), self.item(name, spec.item, usage, depth + 1), spec.tuple_)
+        if usage.index_into:
+            return ScalarArg("int", below=self.target(usage))
+        return ScalarArg("int" if usage.int_ops else "float")
+
+    def tensor(self, name: str, usage: ParamUsage, spec: TensorSpec) -> TensorArg:
+        if spec.dims is not None:
+            nodes = []
+            for k, d in enumerate(spec.dims):
+                node = self.node(name, k)
+                if isinstance(d, int):
+                    self.fixed[node] = d
+                elif d != "_":
+                    self.union(node, ("sym", d))
+                nodes.append(node)
+        else:
+            nodes = [self.node(name, k) for k in range(usage.rank or 1)]
+        dtypes = spec.dtypes
+        index_of = None
+        if usage.index_into:
+            index_of = self.target(usage)
+            dtypes = dtypes or ("int64",)
+        elif dtypes is None and usage.elem_truth and not usage.arith and not usage.compared:
+            dtypes = ("bool",)  # only ever a truth value: a mask
+        return TensorArg(tuple(nodes), dtypes, index_of, usage.written)
+
+    def scalar(self, kind: str, usage: ParamUsage) -> ScalarArg:
+        if kind != "int":
+            return ScalarArg(kind)
+        bounds = dict(self.facts.bounds).get(usage.name, ())
+        if bounds:
+            return ScalarArg("int", upto=self.node(*bounds[0]))
+        if usage.int_index:
+            below = self.node(*usage.int_index[0])
+            self.at_least(below, 1)
+            return ScalarArg("int", below=below)
+        return ScalarArg("int", count=usage.size_like)
+
+    def target(self, usage: ParamUsage) -> tuple | None:
+        """The dim whose positions an index parameter holds; it must not be empty."""
+        for ref in usage.index_into:
+            if ref is not None:
+                node = self.node(*ref)
+                self.at_least(node, 1)
+                return node
+        return None
+
+    def node(self, name: str, axis: int) -> tuple:
+        """The union-find node of an axis; classes are read only once all are joined."""
+        node = ("ref", name, axis)
+        self.find(node)
+        return node
+
+    def at_least(self, node: tuple, size: int) -> None:
+        self.low[node] = max(self.low[node], size)
+
+    def resolve_operands(self, decided: dict[str, tuple[Arg, str]]) -> None:
+        """`image[b, c] * mask`: mask is a scalar if image[b, c] is, else that block."""
+        for p, q, removed in self.facts.operands:
+            arg, src = decided.get(p, (None, ""))
+            other = decided.get(q, (None, ""))[0]
+            usage = self.facts.of(p)
+            if src != "usage" or not isinstance(arg, ScalarArg) or usage.range_bound or usage.int_index:
+                continue  # hinted, annotated or a bound: not a guess to revise
+            if not isinstance(other, TensorArg):
+                continue
+            rest = [k for k in range(len(other.dims)) if k not in removed]
+            if not rest:
+                continue
+            for k, axis in enumerate(rest):
+                self.union(self.node(p, k), other.dims[axis])
+            decided[p] = (TensorArg(tuple(self.node(p, k) for k in range(len(rest)))), src)
+
+    # ------------------------------------------------------------------ sizes
+
+    def dims(self, args: tuple[tuple[str, Arg], ...]) -> dict[tuple, Dim]:
+        roots: list[tuple] = []
+        for _, arg in args:
+            for node in _nodes(arg):
+                root = self.find(node)
+                if root not in roots:
+                    roots.append(root)
+        fixed = {self.find(node): size for node, size in self.fixed.items()}
+        low: dict[tuple, int] = defaultdict(int)
+        for node, size in self.low.items():
+            low[self.find(node)] = max(low[self.find(node)], size)
+        taken = {p.name for p in self.params} | {r[1] for r in roots if r[0] == "sym"}
+        free = (n for n in [*_NAMES, *(f"n{k}" for k in range(1, 100))] if n not in taken)
+        cap = _CAPS.get(sum(1 for r in roots if r not in fixed), 2)
+        out = {}
+        for root in roots:
+            if root in fixed:
+                # An unnamed fixed size is named by its value: "3" in x=[n,3].
+                name = root[1] if root[0] == "sym" else str(fixed[root])
+                out[root] = Dim(name, fixed[root], fixed[root])
+            else:
+                name = root[1] if root[0] == "sym" else next(free)
+                out[root] = Dim(name, low[root], max(low[root], cap))
+        return out
+
+    def value_dtypes(self, args: tuple[tuple[str, Arg], ...]) -> tuple[str, ...]:
+        """float32 first (examples shrink towards it); integer types where the code does
+        integer arithmetic or comparisons on shared-dtype tensors; bool for bit logic."""
+        shared = [name for name, arg in args if any(t.dtypes is None for t in _tensors(arg))]
+        usages = [self.facts.of(n) for n in shared]
+        dtypes = ["float32", "float64"]
+        if any(u.int_ops or u.compared for u in usages):
+            dtypes += ["int64", "int32", "uint8"]
+        if any(u.bitwise or u.elem_truth for u in usages):
+            dtypes.append("bool")
+        return tuple(dtypes)
+
+
+def _nodes(arg: Arg):
+    if isinstance(arg, TensorArg):
+        yield from arg.dims
+        if arg.index_of is not None:
+            yield arg.index_of
+    elif isinstance(arg, ScalarArg):
+        yield from (d for d in (arg.upto, arg.below) if d is not None)
+    elif isinstance(arg, ListArg):
+        yield arg.length
+        yield from _nodes(arg.item)
+    elif isinstance(arg, (TupleArg, EitherArg)):
+        for a in (arg.items if isinstance(arg, TupleArg) else arg.options):
+            yield from _nodes(a)
+
+
+def _tensors(arg: Arg):
+    if isinstance(arg, TensorArg):
+        yield arg
+    elif isinstance(arg, ListArg):
+        yield from _tensors(arg.item)
+    elif isinstance(arg, (TupleArg, EitherArg)):
+        for a in (arg.items if isinstance(arg, TupleArg) else arg.options):
+            yield from _tensors(a)
+
+
+def _rename(arg: Arg, names: dict[tuple, str]) -> Arg:
+    """Swap union-find nodes for the dim names they were given."""
+
+    def n(node):
+        return None if node is None else names[node]
+
+    if isinstance(arg, TensorArg):
+        return TensorArg(tuple(names[d] for d in arg.dims), arg.dtypes, n(arg.index_of), arg.output)
+    if isinstance(arg, ScalarArg):
+        return ScalarArg(arg.kind, n(arg.upto), n(arg.below), arg.count)
+    if isinstance(arg, ListArg):
+        return ListArg(names[arg.length], _rename(arg.item, names), arg.tuple_)
+    if isinstance(arg, TupleArg):
+        return TupleArg(tuple(_rename(a, names) for a in arg.items))
+    if isinstance(arg, EitherArg):
+        return EitherArg(tuple(_rename(a, names) for a in arg.options))
+    return arg
+
+
+def _render(arg: Arg) -> str:
+    """Hint text for one argument."""
+    if isinstance(arg, TensorArg):
+        dtype = f":{arg.dtypes[0]}" if arg.dtypes and len(arg.dtypes) == 1 else ""
+        return "[" + ",".join(arg.dims) + "]" + dtype
+    if isinstance(arg, ScalarArg):
+        return arg.kind
+    if isinstance(arg, ListArg):
+        inner = "Tensor" if isinstance(arg.item, TensorArg) else _render(arg.item)
+        return f"tuple[{inner}, ...]" if arg.tuple_ else f"list[{inner}]"
+    if isinstance(arg, TupleArg):
+        return "tuple[" + ", ".join(_render(a) for a in arg.items) + "]"
+    if isinstance(arg, EitherArg):
+        return next((_render(a) for a in arg.options if not isinstance(a, DefaultArg)), "")
+    return ""

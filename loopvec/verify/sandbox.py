@@ -1,0 +1,242 @@
+"""Warm worker processes, one candidate at a time each, killed and replaced when user
+code hangs, crashes the interpreter, calls os._exit or eats memory.
+
+The parent never imports torch: workers pay that once each and keep it for the batch.
+Each worker gets its own process group (so a child it spawns dies with it) and a
+stderr log, whose last line explains a crash.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import pickle
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from .types import Candidate, Verdict, VerifySettings
+from .worker import HEADER, send
+
+STARTUP_TIMEOUT_S = 120.0  # importing torch on a cold, busy machine
+_POLL_S = 0.05
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+class WorkerCrashed(Exception):
+    pass
+
+
+class WorkerTimedOut(Exception):
+    pass
+
+
+class Worker:
+    """One `python -m loopvec.verify.worker` process."""
+
+    def __init__(self, log_dir: str, memory_mb: int) -> None:
+        self.memory_bytes = memory_mb * 1024 * 1024
+        fd, self.log_path = tempfile.mkstemp(prefix="worker-", suffix=".log", dir=log_dir)
+        os.close(fd)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        env.setdefault("OMP_NUM_THREADS", "1")
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "loopvec.verify.worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=env,
+                start_new_session=True,
+            )
+        self.buffer = b""
+        self.ready = False
+
+    # ------------------------------------------------------------------ protocol
+
+    def wait_ready(self, timeout_s: float) -> None:
+        if not self.ready:
+            self._read(time.monotonic() + timeout_s)
+            self.ready = True
+
+    def check(self, cand: Candidate, settings: VerifySettings) -> Verdict:
+        os.truncate(self.log_path, 0)  # the log then explains this candidate only
+        try:
+            send(self.proc.stdin, ("check", _absolute(cand), settings))
+        except (BrokenPipeError, OSError):
+            raise WorkerCrashed(self.crash_reason()) from None
+        _, verdict = self._read(time.monotonic() + settings.timeout_s)
+        return verdict
+
+    def _read(self, deadline: float) -> Any:
+        """The next message; raises WorkerTimedOut or WorkerCrashed."""
+        fd = self.proc.stdout.fileno()
+        while True:
+            message = self._take()
+            if message is not None:
+                return message
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WorkerTimedOut()
+            ready, _, _ = select.select([fd], [], [], min(left, _POLL_S))
+            if ready:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    self.proc.wait()
+                    raise WorkerCrashed(self.crash_reason())
+                self.buffer += chunk
+            elif self.rss() > self.memory_bytes:
+                self.kill()
+                raise WorkerCrashed(f"memory limit exceeded ({self.memory_bytes >> 20} MiB)")
+
+    def _take(self) -> Any:
+        if len(self.buffer) < HEADER.size:
+            return None
+        (size,) = HEADER.unpack(self.buffer[: HEADER.size])
+        end = HEADER.size + size
+        if len(self.buffer) < end:
+            return None
+        data, self.buffer = self.buffer[HEADER.size : end], self.buffer[end:]
+        return pickle.loads(data)
+
+    # ------------------------------------------------------------------ state
+
+    def rss(self) -> int:
+        try:
+            with open(f"/proc/{self.proc.pid}/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):  # not Linux, or the process is gone
+            return 0
+
+    def crash_reason(self) -> str:
+        code = self.proc.poll()
+        if code is None:
+            how = "stopped answering"
+        elif code < 0:
+            try:
+                how = f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"killed by signal {-code}"
+        else:
+            how = f"exit code {code}"
+        last = _last_line(self.log_path)
+        return f"{how}: {last}" if last else how
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self.proc.kill()
+        self.proc.wait()
+        self._close_pipes()
+
+    def close(self) -> None:
+        """Let the worker finish on end of input; kill it if it does not."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+def _absolute(cand: Candidate) -> Candidate:
+    """Paths as the caller meant them, whatever directory user code moves the worker to."""
+    ref, new = cand.reference, cand.candidate
+    return replace(
+        cand,
+        reference=replace(ref, path=os.path.abspath(ref.path)),
+        candidate=replace(new, path=os.path.abspath(new.path)),
+    )
+
+
+def _last_line(path: str) -> str:
+    """The line of the worker's stderr that says most about a crash."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - 4096))
+            lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    for line in lines:
+        if line.startswith("Fatal Python error"):
+            return line
+    return lines[-1][:300] if lines else ""
+
+
+def run_batch(cands: Sequence[Candidate], settings: VerifySettings) -> list[Verdict]:
+    """Verdicts for `cands`, in order, from `settings.workers` warm workers."""
+    results: list[Verdict | None] = [None] * len(cands)
+    queue = collections.deque(enumerate(cands))
+    lock = threading.Lock()
+    with tempfile.TemporaryDirectory(prefix="loopvec-verify-") as log_dir:
+
+        def next_job() -> tuple[int, Candidate] | None:
+            with lock:
+                return queue.popleft() if queue else None
+
+        def slot() -> None:
+            worker: Worker | None = Worker(log_dir, settings.memory_mb)
+            try:
+                while (job := next_job()) is not None:
+                    i, cand = job
+                    results[i], worker = _run_one(worker, cand, settings, log_dir)
+            finally:
+                if worker is not None:
+                    worker.close()
+
+        threads = [threading.Thread(target=slot, daemon=True) for _ in range(max(1, min(settings.workers, len(cands))))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    return [v if v is not None else Verdict("unverifiable", "not checked", key=c.key) for v, c in zip(results, cands)]
+
+
+def _run_one(
+    worker: Worker | None, cand: Candidate, settings: VerifySettings, log_dir: str
+) -> tuple[Verdict, Worker | None]:
+    """One candidate's verdict, and the worker to use next (None: start a new one)."""
+    for attempt in (1, 2):
+        if worker is None:
+            worker = Worker(log_dir, settings.memory_mb)
+        try:
+            worker.wait_ready(STARTUP_TIMEOUT_S)
+            break
+        except (WorkerCrashed, WorkerTimedOut) as e:
+            reason = str(e) or "no answer"
+            worker.kill()
+            worker = None
+            if attempt == 2:
+                return Verdict("unverifiable", f"verifier worker failed to start: {reason}", key=cand.key), None
+    try:
+        return worker.check(cand, settings), worker
+    except WorkerTimedOut:
+        worker.kill()
+        return Verdict(
+            "failed",
+            f"timed out after {settings.timeout_s:g} s (the original or the rewrite did not return)",
+            key=cand.key,
+        ), None
+    except WorkerCrashed as e:
+        worker.kill()
+        return Verdict("failed", f"worker crashed: {e}", key=cand.key), None

@@ -1,0 +1,5 @@
+FACTOR = 3
+
+
+def scale(v):
+    return v * FACTOR
