@@ -47,6 +47,9 @@ class Elementwise:
         problem = map_loop_problem(loop)
         if problem:
             return Decline(self.NAME, problem)
+        # `x if c else 0.0`: the result dtype depends on which branch ran (see `where`)
+        if _has_conditional(loop):
+            return Decline(self.NAME, "conditional expression in the body (see `where`)")
         try:
             if loop.kind == "comprehension":
                 return self._comprehension(loop, ctx)
@@ -125,6 +128,18 @@ class Elementwise:
             edits.insert(0, Edit(init.statement, None))
         return Rewrite(self.NAME, loop, tuple(edits), f"becomes `{stored.statement}`", SAFE,
                        tuple(dict.fromkeys(scope.assumptions)), ctx.imports)
+
+
+def _has_conditional(loop: Loop) -> bool:
+    found = []
+
+    class _V(cst.CSTVisitor):
+        def visit_IfExp(self, node) -> None:
+            found.append(node)
+
+    for node in (*loop.body, *([loop.element] if loop.element is not None else [])):
+        node.visit(_V())
+    return bool(found)
 
 
 def _only(stmt: cst.BaseStatement) -> cst.BaseSmallStatement | None:

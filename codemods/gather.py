@@ -157,7 +157,7 @@ class Gather:
         problem = _row_shape_problem(init, read, loop) or full_dtype_problem(init)
         if problem:
             return Decline(self.NAME, problem)
-        stored = store(init, write, read.lifted, scope, loop)
+        stored = store(init, write, read.lifted, scope, loop, shape_proven=True)
         edits = [Edit(loop.node, stored.statement)]
         if stored.drop_init:
             edits.insert(0, Edit(init.statement, None))

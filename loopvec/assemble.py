@@ -157,8 +157,12 @@ def _same_shape(init: Init, scope: LiftScope, loop: Loop) -> bool:
     return any(arr == ref and name in used for name, arr in dom.elements)
 
 
-def store(init: Init | None, write: Access, value: Lifted, scope: LiftScope, loop: Loop) -> Stored:
-    """The statement that replaces `for ...: out[i] = v`."""
+def store(init: Init | None, write: Access, value: Lifted, scope: LiftScope, loop: Loop,
+          shape_proven: bool = False) -> Stored:
+    """The statement that replaces `for ...: out[i] = v`.
+
+    `shape_proven`: the caller has shown each value has the shape of a row of `out`.
+    """
     out = write.array
     if not value.batched:
         raise LiftError("the stored value does not depend on the loop element")
@@ -171,7 +175,7 @@ def store(init: Init | None, write: Access, value: Lifted, scope: LiftScope, loo
         and not init.interleaved
         and not reads_output
         and _covers(init, scope)
-        and _same_shape(init, scope, loop)
+        and (shape_proven or _same_shape(init, scope, loop))
     )
     if replaceable:
         dtype = _dtype_of_init(init, scope)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from .analysis.loops import Loop
 
 
-def map_loop_problem(loop: Loop, allow_nested: bool = False) -> str | None:
+def map_loop_problem(loop: Loop, allow_nested: bool = False, allow: frozenset[str] = frozenset()) -> str | None:
+    """`allow` names control statements the caller handles itself (a filter's `continue`)."""
     # iterating a Python list, a generator, a dict: no tensor to vectorize over
     if loop.domain is None:
         return loop.domain_problem or "iteration loopvec cannot describe"
@@ -20,8 +21,8 @@ def map_loop_problem(loop: Loop, allow_nested: bool = False) -> str | None:
     if not loop.domain.full:
         return "partial or strided range: a whole-array rewrite would touch elements the loop skips"
     # break/return stop early: the vectorized form would compute every element
-    stops = loop.control & {"break", "return", "yield", "raise", "await", "continue", "while",
-                            "try", "with", "else"}
+    stops = (loop.control - allow) & {"break", "return", "yield", "raise", "await", "continue", "while",
+                                      "try", "with", "else"}
     if stops:
         return f"`{sorted(stops)[0]}` in the loop body"
     # print, random numbers, appends to other lists: running once is not running n times

@@ -149,12 +149,13 @@ def slice_code(sl: cst.BaseSlice) -> str:
 class _Names(cst.CSTVisitor):
     """Loaded and stored names in a subtree, skipping nested function bodies."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: cst.CSTNode | None = None) -> None:
         self.loads: list[str] = []
         self.stores: list[str] = []
+        self.root = root
 
     def visit_FunctionDef(self, node) -> bool:
-        return False
+        return node is self.root  # a function's own body counts; nested defs do not
 
     def visit_Lambda(self, node) -> bool:
         return False
@@ -175,7 +176,7 @@ class _Names(cst.CSTVisitor):
 
 
 def names_in(node: cst.CSTNode) -> set[str]:
-    v = _Names()
+    v = _Names(node)
     node.visit(v)
     return set(v.loads)
 
@@ -215,6 +216,7 @@ class _BodyScanner(cst.CSTVisitor):
         self.first_read: dict[str, int] = {}
         self.first_write: dict[str, int] = {}
         self._tick = 0
+        self.bare_loads: set[str] = set()
 
     # nested scopes are opaque: a def inside a loop body is an effect we do not model
     def visit_FunctionDef(self, node) -> bool:
@@ -370,10 +372,15 @@ class _BodyScanner(cst.CSTVisitor):
 
     def visit_Name(self, node: cst.Name) -> None:
         self._read(node.value)
+        self.bare_loads.add(node.value)  # not as `name[...]`: the whole value is read
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
         # only the head of `a.b.c` is a name read; `b`, `c` are attributes
         node.value.visit(self)
+        return False
+
+    def visit_Arg(self, node: cst.Arg) -> bool:
+        node.value.visit(self)  # `dtype=` is a keyword, not a name read
         return False
 
     def visit_Call(self, node: cst.Call) -> None:
@@ -733,6 +740,10 @@ def _carried(scan: _BodyScanner, targets: set[str]) -> tuple[str, ...]:
     for r in scan.reads:
         if r.array in written and r.index not in written[r.array]:
             reasons.append(f"`{code(r.node)}` reads what another iteration writes")
+    for array in sorted(written):
+        # out.sum() while filling out[i]: every iteration sees what earlier ones wrote
+        if "." not in array and array in scan.bare_loads:
+            reasons.append(f"`{array}` is read as a whole while the loop writes into it")
     appended = {a.target for a in scan.appends}
     for r in scan.reads:
         if r.array in appended:
