@@ -131,6 +131,7 @@ class LiftScope:
         for name, array in domain.elements:
             scope.elements[name] = Lifted(cst.parse_expression(array), True, "tensor", fresh=False)
         if len(domain.arrays) > 1:
+            # zip(x, y) stops at the shorter one; the whole-array form needs equal lengths
             first = domain.arrays[0]
             scope.assumptions += [f"len({a}) == len({first})" for a in domain.arrays[1:]]
         return scope
@@ -337,9 +338,25 @@ def _whole_array(base: str, scope: LiftScope) -> cst.BaseExpression:
     if base in dom.arrays:
         return scope.expr(base)
     if dom.arrays:
+        # range(len(x)) reading y[i] reads y's first len(x) rows; the whole `y` equals them
+        # only when the lengths match, which the verifier's inputs assume: say so
         scope.assumptions.append(f"len({base}) == len({dom.arrays[0]})")
         return scope.expr(base)
+    if not _never_negative(dom.extent):
+        # range(n) with n < 0 runs zero times, but `y[:n]` drops rows from the end
+        raise LiftError(f"`range({dom.extent})` may have a negative bound")
     return scope.expr(f"{base}[:{dom.extent}]")
+
+
+def _never_negative(extent: str) -> bool:
+    node = cst.parse_expression(extent)
+    if isinstance(node, cst.Integer):
+        return True
+    if isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value == "len":
+        return True
+    if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value == "size":
+        return True
+    return isinstance(node, cst.Subscript) and isinstance(node.value, cst.Attribute) and node.value.attr.value == "shape"
 
 
 def _lift_unary(node: cst.UnaryOperation, scope: LiftScope) -> Lifted:
