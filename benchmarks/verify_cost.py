@@ -114,8 +114,14 @@ REWRITES = {
     "polynomial": "def polynomial(data):\n    return data ** 2 + 3 * data + 1\n",
     "threshold": "def threshold(data, t):\n    return torch.where(data > t, data * 2, data / 2).to(data.dtype)\n",
     "mean_square": "def mean_square(data):\n    return (data ** 2).sum() / len(data)\n",
-    "matmul": "def matmul(A, B):\n    return A @ B\n",
-    "masked_scale": "def masked_scale(image, mask):\n    return image * mask\n",
+    # Exact for mixed dtypes too: the loops promote each product and store into the
+    # first argument's dtype (`A @ B` refuses float32 @ float64; `image * mask` promotes).
+    "matmul": (
+        "def matmul(A, B):\n"
+        "    common = torch.promote_types(A.dtype, B.dtype)\n"
+        "    return (A.to(common) @ B.to(common)).to(A.dtype)\n"
+    ),
+    "masked_scale": "def masked_scale(image, mask):\n    return (image * mask).to(image.dtype)\n",
     "gather_rows": "def gather_rows(data, indices):\n    return data[indices]\n",
     "keep_valid": "def keep_valid(data, mask):\n    return data[mask]\n",
     "running_sum": "def running_sum(x):\n    x.copy_(torch.cumsum(x, 0))\n",

@@ -103,6 +103,10 @@ class Einsum:
         scale = " * ".join(code(c) for c in constants)
 
         def total(dtype: str | None) -> str:
+            if dtype is None and len(accs) == 2:
+                # A[i, j] * B[i, j] promotes float32 with float64; einsum refuses mixed dtypes
+                a, b = (acc.array for acc in accs)
+                dtype = f"{ctx.torch}.promote_types({a}.dtype, {b}.dtype)" if a != b else None
             ops = ", ".join(cast(op, dtype) for op in spec.operands)
             text = f"{ctx.torch}.einsum({spec.spec!r}, {ops})"
             return f"{scale} * {text}" if scale else text

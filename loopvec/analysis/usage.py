@@ -14,6 +14,11 @@ usable as a truth value, `res` written. This module reads such facts from the sy
 unpacking, equal dimensions from shared loop indices, `zip` and `len`, index tensors,
 range bounds and scalar operands. They guide a generator; they prove nothing, so when
 a fact is unclear it is left out rather than guessed.
+
+Local allocations keep their sizes: after `counts = torch.zeros(C)`, `counts[labels[i]]`
+says that `labels` holds positions below the int parameter `C` (the axis `VALUE` of a
+parameter stands for its value used as a size). A parameter the body calls
+(`model(x[i])`) is `called`: the verifier passes a stand-in for it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
 DimRef = tuple[str, int]  # (parameter, axis)
+VALUE = -1  # the axis of a DimRef that means "this int parameter's value, as a size"
 
 # Methods returning a new tensor of the receiver's shape: writes to it are not writes
 # to the parameter, but its dimensions are the parameter's.
@@ -40,6 +46,10 @@ _FACTORIES = frozenset(
     "zeros_like ones_like empty_like full_like rand_like randn_like".split()
 )
 _LIKE = frozenset("zeros_like ones_like empty_like full_like rand_like randn_like".split())
+# Factories whose positional arguments (or one tuple of them) are the sizes of a new
+# tensor; `full` takes its sizes as one tuple followed by the fill value.
+_SIZED = frozenset("zeros ones empty rand randn".split())
+_NEW_SIZED = frozenset("new_zeros new_ones new_empty new_full".split())
 _CASTS = frozenset({"int", "float", "bool", "abs", "round", "complex"})
 _INT_OPS = (ast.FloorDiv, ast.Mod, ast.LShift, ast.RShift, ast.BitAnd, ast.BitOr, ast.BitXor)
 _BIT_OPS = (ast.BitAnd, ast.BitOr, ast.BitXor)
@@ -69,10 +79,13 @@ class ParamUsage:
     compared: bool = False  # its values are compared (`<`, `==`, ...)
     optional: bool = False  # compared with None
     passed: bool = False  # handed to a call this module does not know
+    called: bool = False  # `p(...)`: a model or function
 
     @property
     def kind(self) -> str:
-        """tensor | int | float | bool | unknown."""
+        """callable | tensor | int | float | bool | unknown."""
+        if self.called:
+            return "callable"
         if self.tensor or self.written or self.iterated or self.index_into:
             return "tensor"
         if self.range_bound or self.int_index or (self.int_like and (self.scalar or self.int_ops)):
@@ -94,6 +107,9 @@ class UsageFacts:
     # (p, q, removed): bare `p` meets `q` with axes `removed` indexed away, as in
     # `image[b, c] * mask`; once q's rank is known, p is a scalar or the remaining block.
     operands: tuple[tuple[str, str, tuple[int, ...]], ...] = ()
+    # int parameters that size a local tensor some parameter's values index into
+    # (`torch.zeros(C)` then `counts[labels[i]]`): the DimRef (p, VALUE) is that size.
+    sizes: tuple[str, ...] = ()
 
     def of(self, name: str) -> ParamUsage:
         for u in self.usage:
@@ -152,6 +168,9 @@ class _Val:
     items: tuple[_Val, ...] | None = None  # what a zip yields, for tuple targets
     params: frozenset[str] = frozenset()  # parameters whose values flow into it
     bare: str | None = None  # exactly the parameter's own name
+    # A new tensor's sizes, per axis: a DimRef (len(x), x.shape[1]; `(p, VALUE)` for an
+    # int parameter), or None when unknown (a constant, `n + 1`).
+    alloc: tuple[DimRef | None, ...] | None = None
 
 
 _NOTHING = _Val()
@@ -201,6 +220,7 @@ class _Facts:
     compared: bool = False
     optional: bool = False
     passed: bool = False
+    called: bool = False
 
 
 def _ref(param: str, axis: int) -> tuple:
@@ -221,6 +241,7 @@ class _Walker:
         self.min_size: dict[DimRef, int] = {}
         self.operands: list[tuple[str, str, tuple[int, ...]]] = []
         self.bare_index: list[tuple[str, DimRef]] = []
+        self.sizes: list[str] = []
 
     # ------------------------------------------------------------------ results
 
@@ -254,6 +275,7 @@ class _Walker:
             bounds=tuple((p, tuple(sorted(set(r)))) for p, r in sorted(bounds.items())),
             min_sizes=tuple(sorted(min_size.items())),
             operands=tuple(dict.fromkeys(self.operands)),
+            sizes=tuple(dict.fromkeys(self.sizes)),
         )
 
     def _usage(self, p: str) -> ParamUsage:
@@ -280,6 +302,7 @@ class _Walker:
             compared=f.compared,
             optional=f.optional,
             passed=f.passed,
+            called=f.called,
         )
         # An index parameter is a tensor; its own ints say nothing about `scalar`.
         return replace(u, scalar=False) if u.kind == "tensor" else u
@@ -621,6 +644,9 @@ class _Walker:
                 return _Val(dim=self._dim_node(base.shape, k.const))
             return _NOTHING
         if base.view is None:
+            if base.alloc is not None:
+                self.alloc_index(base.alloc, index)
+                return _Val(params=base.params)
             for node in index:
                 self.index_expr(node, None)
             return _Val(params=base.params)
@@ -656,6 +682,64 @@ class _Walker:
             return _Val(params=base.params)
         return _Val(view=_View(view.param, tuple(sorted(removed)), view.copy), params=base.params)
 
+    def alloc_index(self, alloc: tuple[DimRef | None, ...], index: list[ast.expr]) -> None:
+        """`counts[labels[i]]` on a local `counts = torch.zeros(C)`: labels' values are
+        positions below C; on `torch.zeros(len(x))`, below len(x), as if indexing x."""
+        position = 0
+        for node in index:
+            if isinstance(node, ast.Constant) and (node.value is Ellipsis or node.value is None):
+                position = len(alloc)  # later positions are not the allocation's axes
+            ref = alloc[position] if position < len(alloc) else None
+            if isinstance(node, ast.Slice):
+                self.expr(node)
+                position += 1
+                continue
+            position += 1
+            if ref is None:
+                self.index_expr(node, None)
+            elif ref[1] != VALUE:
+                self.index_expr(node, ref)
+            else:
+                # Only a tensor's values are tied to the size; a loop index over
+                # range(C) is not (C may be below the length of what it walks).
+                val = self.expr(node)
+                if val.view is not None and val.bare is None and val.view.param in self.f:
+                    self.f[val.view.param].index_into.append(ref)
+                    self.sizes.append(ref[0])
+
+    def _size_ref(self, node: ast.expr) -> DimRef | None:
+        """The size an allocation's argument states: a dim as it is, or an int parameter."""
+        val = self.expr(node)
+        if val.bare is not None and val.bare in self.f and not self.f[val.bare].tensor:
+            f = self.f[val.bare]
+            f.int_like = f.scalar = f.size_like = True
+            return (val.bare, VALUE)
+        # `len(x) - 1` keeps x's dim in `dim`, but is not that size.
+        if val.dim is not None and val.dim[0] == "ref" and not isinstance(node, ast.BinOp):
+            return (val.dim[1], val.dim[2])
+        return None
+
+    def sized_call(self, e: ast.Call, one_tuple: bool) -> _Val:
+        """`torch.zeros(n, m, dtype=...)`, `torch.full((n,), v)`: a new tensor of those sizes."""
+        sizes = e.args[:1] if one_tuple else e.args
+        alloc = self.allocation(list(sizes))
+        for a in e.args[len(sizes):]:
+            fill = self.expr(a)
+            if fill.bare is not None and fill.bare in self.f:
+                self.f[fill.bare].scalar = True  # a fill value: a number, not a size
+        for kw in e.keywords:
+            self.expr(kw.value)
+        return alloc
+
+    def allocation(self, args: list[ast.expr]) -> _Val:
+        if len(args) == 1 and isinstance(args[0], (ast.Tuple, ast.List)):
+            args = list(args[0].elts)
+        if any(isinstance(a, ast.Starred) for a in args):
+            for a in args:
+                self.expr(a)
+            return _NOTHING
+        return _Val(alloc=tuple(self._size_ref(a) for a in args))
+
     def index_expr(self, node: ast.expr, ref: DimRef | None) -> bool:
         """Read one index; False when it is a tensor of positions or a mask (axis kept)."""
         val = self.expr(node)
@@ -684,9 +768,26 @@ class _Walker:
             if isinstance(owner, ast.Name) and owner.id not in self.env:
                 return self.module_call(owner.id, e.func.attr, e)
             return self.method_call(e)
-        self.expr(e.func)
+        func = self.expr(e.func)
+        if func.bare is not None and func.bare in self.f:
+            self.f[func.bare].called = True
+            self.model_inputs(e)
         self.call_args(e, passed=True)
         return _NOTHING
+
+    def model_inputs(self, e: ast.Call) -> None:
+        """`model(x[i].unsqueeze(0))`, `model(row)` for `row in x`: a model takes at least
+        a vector, so the row keeps an axis (x is at least 2-D); `model(x)` says nothing
+        about x's rank."""
+        for arg in e.args:
+            node = arg
+            while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                node = node.func.value  # .unsqueeze(0), .float(), .to(device)
+            if not isinstance(node, (ast.Subscript, ast.Name)):
+                continue
+            val = self.expr(node)
+            if val.view is not None and val.view.removed and val.view.param in self.f:
+                self._need_rank(val.view.param, val.view.axis(0))
 
     def call_args(self, e: ast.Call, passed: bool) -> list[_Val]:
         vals = [self.expr(a) for a in e.args]
@@ -752,6 +853,8 @@ class _Walker:
                 self.operand(vals[0], vals[1])
                 self.operand(vals[1], vals[0])
             return _Val(params=frozenset().union(*(v.params for v in vals)) if vals else frozenset())
+        if func in _SIZED or (func == "full" and e.args):
+            return self.sized_call(e, one_tuple=func == "full")
         vals = self.call_args(e, passed=False)
         if func in _FACTORIES:
             for val in vals:
@@ -787,6 +890,8 @@ class _Walker:
             if vals[0].const is not None and vals[0].const >= 0:
                 return _Val(dim=self._dim_node(view, vals[0].const))
             return _NOTHING
+        if method in _NEW_SIZED and e.args:
+            return self.sized_call(e, one_tuple=method == "new_full")
         if method == "index_select" and len(e.args) == 2:
             d, idx = self.expr(e.args[0]), self.expr(e.args[1])
             if d.const is not None and d.const >= 0 and idx.bare in self.f:

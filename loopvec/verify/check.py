@@ -21,7 +21,7 @@ from hypothesis.reporting import with_reporter
 
 from loopvec.analysis.usage import usage_facts
 
-from .inputs import OMIT, arguments, to_device
+from .inputs import OMIT, arguments, can_mix, to_device
 from .loading import ImportExit, LoadError, Loaded, load
 from .oracle import Difference, UserExit, describe_error, grad_difference, judge, run, seed_everything
 from .plan import Plan, build_plan
@@ -52,6 +52,8 @@ class _Search:
     failure: str | None = None
     difference: Difference | None = None
     stopped_early: bool = False
+    run_rejected: int = 0  # in the current hypothesis run
+    run_reject_limit: int | None = None  # the current run stops after this many
 
 
 def check(cand: Candidate, settings: VerifySettings) -> Verdict:
@@ -90,6 +92,10 @@ def _check(cand: Candidate, settings: VerifySettings, started: float, timings: l
         _try_instance(ref)
     search = _search(ref, new, plan, settings, devices, started)
     timings.append(("search", round(time.perf_counter() - started, 4)))
+    return replace(_verdict(search, plan, settings, devices), stand_ins=plan.stand_ins)
+
+
+def _verdict(search: _Search, plan: Plan, settings: VerifySettings, devices: tuple[str, ...]) -> Verdict:
     if search.failure is not None:
         return Verdict(
             "failed",
@@ -114,6 +120,8 @@ def _check(cand: Candidate, settings: VerifySettings, started: float, timings: l
             discarded=search.rejected,
         )
     notes = [", ".join(devices)]
+    if plan.stand_ins:
+        notes.append(f"{', '.join(plan.stand_ins)}: a row-independent stand-in model")
     if search.rejected:
         notes.append(f"{search.rejected} inputs the original rejected were skipped")
     if search.stopped_early:
@@ -153,12 +161,15 @@ def _try_instance(ref: Loaded) -> None:
 def _search(
     ref: Loaded, new: Loaded, plan: Plan, settings: VerifySettings, devices: tuple[str, ...], started: float
 ) -> _Search:
-    """Run the examples: one hypothesis run per value dtype, and one of strided inputs.
+    """Run the examples: one hypothesis run per value dtype, one of strided inputs, and,
+    where two arguments take the value dtype, one that gives them different dtypes.
 
     Hypothesis draws in clumps: left to pick the dtype itself, a run of 60 examples
     can contain no uint8 at all, or no non-contiguous tensor. Separate runs give each
     dtype and the strided layouts their share of the examples; each run starts from its
-    simplest example, which has an empty dim.
+    simplest example, which has an empty dim. The mixed-dtype run comes last and stops
+    after a share's worth of inputs the original rejects: plenty of code refuses mixed
+    dtypes (`torch.dot`), and that must not use up the others' examples.
     """
     state = _Search()
     sig = ref.signature()
@@ -185,14 +196,20 @@ def _search(
             if r.error is not None:
                 if state.failure is None:  # shrinking probes do not count as examples
                     state.rejected += 1
+                    state.run_rejected += 1
                     state.errors[describe_error(r.error)] += 1
                     if state.rejected >= give_up_after:
                         raise _GiveUp
+                    if state.run_reject_limit is not None and state.run_rejected >= state.run_reject_limit:
+                        raise _GiveUp
                 reject()
             c = run(new_call, bound.args, bound.kwargs, settings.seed, "rewrite")
-            diff = judge(r, c, names)
+            lenient = settings.lenient_nonfinite
+            diff = judge(r, c, names, lenient_nonfinite=lenient)
             if diff is None and settings.grad:
-                diff = grad_difference(ref_call, new_call, bound.args, bound.kwargs, settings.seed, names)
+                diff = grad_difference(
+                    ref_call, new_call, bound.args, bound.kwargs, settings.seed, names, lenient_nonfinite=lenient
+                )
             if diff is not None:
                 if not found_at:
                     found_at.append(now)
@@ -203,10 +220,18 @@ def _search(
             state.valid += 1
 
     first, *others = plan.value_dtypes
-    runs = [(first, False), (first, True), *((dtype, False) for dtype in others)]
+    runs = [
+        arguments(replace(plan, value_dtypes=(dtype,)), strided)
+        for dtype, strided in [(first, False), (first, True), *((dtype, False) for dtype in others)]
+    ]
+    mixed = can_mix(plan)
+    if mixed:
+        runs.append(arguments(plan, mixed=True))
     share = max(1, math.ceil(settings.max_examples / len(runs)))
-    for dtype, strided in runs:
-        _run_hypothesis(example, arguments(replace(plan, value_dtypes=(dtype,)), strided), share, settings.seed, state)
+    for k, strategy in enumerate(runs):
+        state.run_rejected = 0
+        state.run_reject_limit = share if mixed and k == len(runs) - 1 else None
+        _run_hypothesis(example, strategy, share, settings.seed, state)
         if state.failure is not None or state.stopped_early or state.rejected >= give_up_after:
             break
     return state

@@ -6,12 +6,22 @@ triple loop bit for bit and a reported difference is a real one. Some examples a
 carry nan/inf. Tensors come contiguous, transposed, strided (every other row of a
 larger buffer) or at a storage offset; the unused storage holds a poison value, so code
 that reads storage directly (`as_strided`, `.storage()`) shows itself.
+
+Tensors that hold positions (`data[idx[i]]`) mostly hold `[0, size)`; some examples use
+the whole range Python indexing accepts, `[-size, size)`, and some only the last
+position spelled both ways (`size - 1` and `-1`), so repeats are certain.
+
+A mixed-dtype run gives each argument of the shared value dtype its own dtype (float32
+against float64, and int64 against both where the code does integer work), so a rewrite
+that promotes where the loop casts into one argument's dtype shows itself. A parameter
+the function calls gets a stand-in model (`standin.StandInModel`).
 """
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -19,7 +29,19 @@ import torch
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
-from .plan import Arg, DefaultArg, EitherArg, ListArg, Plan, ScalarArg, TensorArg, TupleArg
+from .plan import (
+    Arg,
+    DefaultArg,
+    EitherArg,
+    ListArg,
+    ModuleArg,
+    Plan,
+    ScalarArg,
+    TensorArg,
+    TupleArg,
+    tensor_args,
+)
+from .standin import StandInModel
 
 DTYPES: dict[str, torch.dtype] = {
     name: getattr(torch, name)
@@ -38,6 +60,13 @@ _INT_RANGES = {
     torch.int64: (-100, 100),
 }
 _SPECIALS = (math.nan, math.inf, -math.inf)
+# How one example's index tensors hold positions; weights by repetition, plain first
+# (the simplest example, and the one shrinking returns to).
+INDEX_MODES = ("positions", "positions", "positions", "negative", "repeated")
+_SIGNED = (torch.int64, torch.int32, torch.int16, torch.int8)
+# Dtypes a mixed run pairs up: floats always, int64 where the code does integer work.
+_MIXED_FLOATS = ("float32", "float64")
+_MIXED_INTS = ("int64",)
 _SPECIAL_SLOTS = 24  # with nonfinite on, about one element in six is nan or +-inf
 OMIT = object()  # an argument left to the function's default
 
@@ -122,14 +151,29 @@ def tensors(
 
 @lru_cache(maxsize=4096)
 def _tensors(
-    dtype: torch.dtype, shape: tuple[int, ...], nonfinite: bool, index_bound: int | None, strided: bool
+    dtype: torch.dtype,
+    shape: tuple[int, ...],
+    nonfinite: bool,
+    index_bound: int | None,
+    strided: bool,
+    index_mode: str = "positions",
 ) -> SearchStrategy[torch.Tensor]:
     """`tensors` for the generator: values, or positions below `index_bound`."""
     if index_bound is not None:
-        elements = _integers(0, index_bound - 1)
+        elements = index_values(index_bound, index_mode if dtype in _SIGNED else "positions")
     else:
         elements = element_values(dtype, nonfinite)
     return _build_tensors(dtype, shape, elements, _layouts(shape, strided))
+
+
+@lru_cache(maxsize=None)
+def index_values(size: int, mode: str = "positions") -> SearchStrategy[int]:
+    """Valid indices into a dim of `size` (at least 1), drawn as `mode` says."""
+    if mode == "negative":
+        return st.integers(-size, size - 1)
+    if mode == "repeated":
+        return st.sampled_from((size - 1, -1))
+    return st.integers(0, size - 1)
 
 
 @lru_cache(maxsize=None)
@@ -153,25 +197,65 @@ def _build_tensors(dtype, shape, elements, layouts) -> SearchStrategy[torch.Tens
     )
 
 
-def arguments(plan: Plan, strided: bool = False) -> SearchStrategy[dict[str, Any]]:
+def mixed_pairs(value_dtypes: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """The (first, second) dtype pairs a mixed run draws from, float32/float64 first."""
+    names = [*_MIXED_FLOATS, *(d for d in _MIXED_INTS if d in value_dtypes)]
+    return tuple((a, b) for a in names for b in names if a != b and not (a in _MIXED_INTS and b in _MIXED_INTS))
+
+
+def can_mix(plan: Plan) -> bool:
+    """Whether a mixed-dtype run means anything: two arguments take the value dtype."""
+    return len(plan.shared_dtype_args) >= 2
+
+
+def arguments(plan: Plan, strided: bool = False, mixed: bool = False) -> SearchStrategy[dict[str, Any]]:
     """Whole argument sets for `plan`: sizes first, then every argument (OMIT: default).
 
     With `strided`, every tensor is non-contiguous or offset, and sizes are at least 2
     where the plan allows, so the layout shows (a [1, n] tensor is contiguous however
     it was made). Hypothesis draws in clumps, so callers that need layouts covered ask
     for a strided run rather than hope for enough strided tensors in a mixed one.
+
+    With `mixed`, the arguments in `plan.shared_dtype_args` do not share one dtype:
+    each takes one of a pair of dtypes, and at least one takes each (the simplest such
+    example gives the last argument the second dtype: `out = zeros_like(x)` with a
+    float64 `y`).
     """
+    mixing = plan.shared_dtype_args if mixed else ()
+    pairs = mixed_pairs(plan.value_dtypes) if mixing else ()
+    indexed = _has_index_tensors(plan)
 
     @st.composite
     def draw_arguments(draw) -> dict[str, Any]:
         sizes = _sizes(draw, plan, strided)
-        dtype = DTYPES[draw(_sampled(plan.value_dtypes))]
-        # A flag drawn as "is it the top value" shrinks towards off.
-        nonfinite = dtype.is_floating_point and draw(_integers(0, 4)) == 4
-        ctx = _Context(tuple(sorted(sizes.items())), dtype, nonfinite, strided)
-        return {name: draw(_argument(arg, ctx)) for name, arg in plan.args}
+        own: dict[str, torch.dtype] = {}
+        if mixing:
+            first, second = (DTYPES[name] for name in draw(_sampled(pairs)))
+            picks = [draw(st.booleans()) for _ in mixing]
+            if all(picks) or not any(picks):
+                picks[-1] = not picks[0]
+            own = {name: second if pick else first for name, pick in zip(mixing, picks)}
+            dtype = first
+            floats = first.is_floating_point and second.is_floating_point
+            # nan into an integer tensor is undefined, and may differ between a loop's
+            # one-element copies and a vectorized cast: only all-float mixes get nan/inf.
+            nonfinite = floats and draw(_integers(0, 4)) == 4
+        else:
+            dtype = DTYPES[draw(_sampled(plan.value_dtypes))]
+            # A flag drawn as "is it the top value" shrinks towards off.
+            nonfinite = dtype.is_floating_point and draw(_integers(0, 4)) == 4
+        index_mode = draw(_sampled(INDEX_MODES)) if indexed else "positions"
+        ctx = _Context(tuple(sorted(sizes.items())), dtype, nonfinite, strided, index_mode)
+        return {
+            name: draw(_argument(arg, replace(ctx, dtype=own[name]) if name in own else ctx))
+            for name, arg in plan.args
+        }
 
     return draw_arguments()
+
+
+def _has_index_tensors(plan: Plan) -> bool:
+    return any(t.index_of is not None for _, arg in plan.args for t in tensor_args(arg))
 
 
 def _sizes(draw, plan: Plan, strided: bool) -> dict[str, int]:
@@ -189,6 +273,9 @@ def _sizes(draw, plan: Plan, strided: bool) -> dict[str, int]:
         else:
             low = max(d.low, 2 if strided else 1)
             sizes[d.name] = draw(_integers(min(low, d.high), d.high))
+    for v in plan.variadics:
+        rank = draw(_integers(0, v.max_rank))
+        sizes[v.name] = tuple(draw(_integers(2 if strided else 1, max(v.high, 2))) for _ in range(rank))
     return sizes
 
 
@@ -196,24 +283,35 @@ def _sizes(draw, plan: Plan, strided: bool) -> dict[str, int]:
 class _Context:
     """What one example fixed before drawing its arguments."""
 
-    size_items: tuple[tuple[str, int], ...]
+    size_items: tuple[tuple[str, int | tuple[int, ...]], ...]  # a variadic group: a tuple
     dtype: torch.dtype
     nonfinite: bool
     strided: bool
+    index_mode: str = "positions"
 
     @property
-    def sizes(self) -> dict[str, int]:
+    def sizes(self) -> dict[str, Any]:
         return dict(self.size_items)
+
+    def shape(self, dims: tuple[str, ...]) -> tuple[int, ...]:
+        out: list[int] = []
+        sizes = self.sizes
+        for d in dims:
+            size = sizes[d]
+            out.extend(size if isinstance(size, tuple) else (size,))
+        return tuple(out)
 
 
 @lru_cache(maxsize=4096)
 def _argument(arg: Arg, ctx: _Context) -> SearchStrategy[Any]:
     if isinstance(arg, DefaultArg):
         return st.just(OMIT)
+    if isinstance(arg, ModuleArg):
+        return st.builds(StandInModel)
     if isinstance(arg, EitherArg):
         return st.one_of(*(_argument(a, ctx) for a in arg.options))
     if isinstance(arg, TensorArg):
-        shape = tuple(ctx.sizes[d] for d in arg.dims)
+        shape = ctx.shape(arg.dims)
         if arg.dtypes is None:
             return _tensors(ctx.dtype, shape, ctx.nonfinite, None, ctx.strided)
         return st.one_of(*(_typed_tensor(arg, name, shape, ctx) for name in arg.dtypes))
@@ -231,7 +329,7 @@ def _typed_tensor(arg: TensorArg, name: str, shape: tuple[int, ...], ctx: _Conte
     dtype = DTYPES[name]
     if arg.index_of is not None:
         # Positions along the indexed dim; the plan keeps that dim non-empty.
-        return _tensors(dtype, shape, False, max(ctx.sizes[arg.index_of], 1), ctx.strided)
+        return _tensors(dtype, shape, False, max(ctx.sizes[arg.index_of], 1), ctx.strided, ctx.index_mode)
     return _tensors(dtype, shape, ctx.nonfinite and dtype.is_floating_point, None, ctx.strided)
 
 
@@ -240,6 +338,8 @@ def _scalar(arg: ScalarArg, ctx: _Context) -> SearchStrategy[Any]:
         return st.booleans()
     if arg.kind == "float":
         return dyadic()
+    if arg.size is not None:
+        return st.just(ctx.sizes[arg.size])
     if arg.upto is not None:
         return _integers(0, ctx.sizes[arg.upto])
     if arg.below is not None:
@@ -251,6 +351,8 @@ def to_device(obj: Any, device: str) -> Any:
     """`obj` with every tensor on `device`, strides and storage offset kept."""
     if device == "cpu":
         return obj
+    if isinstance(obj, torch.nn.Module):
+        return copy.deepcopy(obj).to(device)  # Module.to moves in place: keep the CPU one
     if isinstance(obj, torch.Tensor):
         numel = obj.untyped_storage().nbytes() // obj.element_size()
         storage = obj.new_empty(0).set_(obj.untyped_storage(), 0, (numel,), (1,))

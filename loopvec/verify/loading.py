@@ -12,9 +12,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import io
 import linecache
 import sys
 import textwrap
+import tokenize
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from .oracle import describe_error
-from .source import Definition, find_definition, parse_rewrite
+from .source import Definition, find_definition, parse_rewrite, source_lines
 from .types import Impl
 
 
@@ -107,8 +109,20 @@ def load(impl: Impl) -> Loaded:
     return _checked(Loaded(impl, definition, target, owner))
 
 
+def read_source(path: Path) -> str:
+    """The file's text as Python's import reads it: a UTF-8 BOM is dropped, a coding
+    cookie (`# -*- coding: latin-1 -*-`) is honoured, newlines are universal."""
+    data = path.read_bytes()
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError:  # a bad cookie: the import fails and says so; read what we can
+        encoding = "utf-8-sig"
+    text = data.decode(encoding, errors="replace")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def _definition_in_file(path: Path, qualname: str) -> Definition:
-    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    text = read_source(path)
     try:
         definition = find_definition(text, qualname)
     except SyntaxError as e:
@@ -164,7 +178,7 @@ def _compile_rewrite(impl: Impl, module: ModuleType, owner: type | None) -> tupl
         if impl.prelude.strip():
             exec(compile(impl.prelude, f"<loopvec prelude of {impl.qualname}>", "exec"), namespace)
         if owner is None:
-            linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+            linecache.cache[filename] = (len(source), None, _with_ends(source), filename)
             exec(compile(source, filename, "exec"), namespace)
             return definition, namespace[name]
         return definition, _compile_method(source, name, owner, namespace, filename)
@@ -176,12 +190,17 @@ def _compile_rewrite(impl: Impl, module: ModuleType, owner: type | None) -> tupl
         raise LoadError("failed", f"the rewrite fails to load: {describe_error(e)}") from None
 
 
+def _with_ends(source: str) -> list[str]:
+    """linecache's lines, numbered as the compiler numbers them."""
+    return [line + "\n" for line in source_lines(source)]
+
+
 def _compile_method(source: str, name: str, owner: type, namespace: dict, filename: str) -> Any:
     """Compile a method inside a class of the owner's name, so `self.__x` mangles as in
     the original; then point its `__class__` cell at the real class, so `super()` works."""
     cls_name = owner.__name__
     wrapper = f"class {cls_name}:\n" + textwrap.indent(source, "    ")
-    linecache.cache[filename] = (len(wrapper), None, wrapper.splitlines(True), filename)
+    linecache.cache[filename] = (len(wrapper), None, _with_ends(wrapper), filename)
     saved = namespace.get(cls_name, None)
     exec(compile(wrapper, filename, "exec"), namespace)
     holder = namespace.pop(cls_name)

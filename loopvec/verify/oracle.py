@@ -5,10 +5,21 @@ recursive and strict about kind: Python type, dtype, shape and device must match
 match with dtype-aware tolerances (nan equals nan; integers and bools exactly). Every
 argument is compared after the call, so a loop that fills `res` must leave the same
 `res`, and a rewrite that also scribbles on `x` is caught.
+
+Memory is compared too: where the original returns a new tensor, the rewrite must not
+return one that shares storage with an argument (`return x` for `torch.stack(list(x))`):
+a caller writing into the result would change its input.
+
+nan, inf and -inf are values like any other: inf where the original has nan is a
+difference. With `lenient_nonfinite` (opt-in, `VerifySettings.lenient_nonfinite`), a
+position where both sides are non-finite counts as equal, whichever of nan/inf/-inf
+each holds: for rewrites that reach an overflow by another route (`exp(a) * exp(b)`
+for `exp(a + b)`), when the caller accepts that.
 """
 
 from __future__ import annotations
 
+import cmath
 import copy
 import math
 import random
@@ -91,11 +102,14 @@ def run(call: Call, args: tuple, kwargs: dict, seed: int, side: str) -> Outcome:
     return out
 
 
-def judge(ref: Outcome, cand: Outcome, names: list[str]) -> Difference | None:
+def judge(ref: Outcome, cand: Outcome, names: list[str], lenient_nonfinite: bool = False) -> Difference | None:
     """The first way `cand` differs from `ref`; `ref` ran without error."""
     if cand.error is not None:
         return Difference("the rewrite", f"raised {describe_error(cand.error)}")
-    diff = compare(ref.value, cand.value, "return value")
+    diff = compare(ref.value, cand.value, "return value", lenient_nonfinite=lenient_nonfinite)
+    if diff:
+        return diff
+    diff = alias_difference(ref, cand, names)
     if diff:
         return diff
     after = [
@@ -106,7 +120,7 @@ def judge(ref: Outcome, cand: Outcome, names: list[str]) -> Difference | None:
     if ref.instance is not None:
         after.append(("self", ref.instance, cand.instance))
     for where, a, b in after:
-        diff = compare(a, b, where)
+        diff = compare(a, b, where, lenient_nonfinite=lenient_nonfinite)
         if diff:
             return replace(diff, where=f"{diff.where} after the call")
     seen = set(ref.warnings)
@@ -123,17 +137,107 @@ def describe_error(e: BaseException) -> str:
     return f"{type(e).__name__}: {first[:200]}" if first else type(e).__name__
 
 
-def compare(a: Any, b: Any, where: str, depth: int = 0) -> Difference | None:
-    """How `b` (the rewrite's) differs from `a` (the original's), or None."""
+# ---------------------------------------------------------------------- memory
+
+
+def alias_difference(ref: Outcome, cand: Outcome, names: list[str]) -> Difference | None:
+    """A returned tensor of the rewrite's that shares storage with an argument (or with
+    `self`) where the original's tensor at that place in the result does not share
+    storage with that same argument. Each side ran on its own copy of the arguments, so
+    storages are matched within a side and compared by argument name."""
+    cand_owners = _storage_owners(cand, names)
+    if not cand_owners:
+        return None
+    ref_owners = _storage_owners(ref, names)
+    for where, a, b in _paired_tensors(ref.value, cand.value, "return value"):
+        owner = cand_owners.get(_storage_key(b))
+        if owner is None or ref_owners.get(_storage_key(a)) == owner:
+            continue
+        was = ref_owners.get(_storage_key(a))
+        original = f"the original's shares {was}" if was else "the original's is a new tensor"
+        return Difference(where, f"shares memory with {owner}; {original}")
+    return None
+
+
+def _storage_key(t: torch.Tensor) -> tuple | None:
+    try:
+        storage = t.untyped_storage()
+    except (RuntimeError, NotImplementedError):  # sparse and other storage-less layouts
+        return None
+    if storage.nbytes() == 0:
+        return None  # empty storages need not have an address of their own
+    return (str(t.device), storage.data_ptr())
+
+
+def _storage_owners(out: Outcome, names: list[str]) -> dict[tuple, str]:
+    """storage key -> "argument x" for every tensor the call's arguments (and self) hold."""
+    owners: dict[tuple, str] = {}
+    labelled = [(f"argument {names[k] if k < len(names) else k}", a) for k, a in enumerate(out.args)]
+    labelled += [(f"argument {key}", v) for key, v in (out.kwargs or {}).items()]
+    if out.instance is not None:
+        labelled.append(("self", out.instance))
+    for label, value in labelled:
+        for t in _held_tensors(value):
+            key = _storage_key(t)
+            if key is not None:
+                owners.setdefault(key, label)
+    return owners
+
+
+def _held_tensors(obj: Any, depth: int = 0):
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif depth >= _MAX_DEPTH:
+        return
+    elif isinstance(obj, torch.nn.Module):
+        yield from obj.state_dict(keep_vars=True).values()
+    elif isinstance(obj, (list, tuple)):
+        for x in obj:
+            yield from _held_tensors(x, depth + 1)
+    elif isinstance(obj, dict):
+        for x in obj.values():
+            yield from _held_tensors(x, depth + 1)
+    elif hasattr(obj, "__dict__") and not callable(obj):
+        for x in vars(obj).values():
+            yield from _held_tensors(x, depth + 1)
+
+
+def _paired_tensors(a: Any, b: Any, where: str, depth: int = 0):
+    """(where, original's tensor, rewrite's tensor) at each place of two results that
+    `compare` found alike."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        yield where, a, b
+    elif depth >= _MAX_DEPTH or type(a) is not type(b):
+        return
+    elif isinstance(a, (list, tuple)) and len(a) == len(b):
+        for k, (x, y) in enumerate(zip(a, b)):
+            yield from _paired_tensors(x, y, f"{where}[{k}]", depth + 1)
+    elif isinstance(a, dict):
+        for key in a:
+            if key in b:
+                yield from _paired_tensors(a[key], b[key], f"{where}[{key!r}]", depth + 1)
+
+
+# ---------------------------------------------------------------------- values
+
+
+def compare(a: Any, b: Any, where: str, depth: int = 0, *, lenient_nonfinite: bool = False) -> Difference | None:
+    """How `b` (the rewrite's) differs from `a` (the original's), or None.
+
+    With `lenient_nonfinite`, non-finite against non-finite (nan, inf, -inf in any
+    combination) counts as equal; off, each must match exactly."""
     if a is b:
         return None
     if type(a) is not type(b):
         return Difference(where, f"type differs: original {_type(a)}, rewrite {_type(b)}")
+    lenient = lenient_nonfinite
     if isinstance(a, torch.Tensor):
-        return _compare_tensors(a, b, where)
+        return _compare_tensors(a, b, where, lenient)
     if isinstance(a, float):
-        return None if _close_floats(a, b) else Difference(where, f"original {a!r}, rewrite {b!r}")
+        return None if _close_floats(a, b, lenient) else Difference(where, f"original {a!r}, rewrite {b!r}")
     if isinstance(a, complex):
+        if lenient and not cmath.isfinite(a) and not cmath.isfinite(b):
+            return None
         ok = _close_floats(a.real, b.real) and _close_floats(a.imag, b.imag)
         return None if ok else Difference(where, f"original {a!r}, rewrite {b!r}")
     if isinstance(a, (int, str, bytes, bool, type(None), torch.dtype, torch.device, torch.Size)):
@@ -144,36 +248,40 @@ def compare(a: Any, b: Any, where: str, depth: int = 0) -> Difference | None:
         if len(a) != len(b):
             return Difference(where, f"length differs: original {len(a)}, rewrite {len(b)}")
         for k, (x, y) in enumerate(zip(a, b)):
-            diff = compare(x, y, f"{where}[{k}]", depth + 1)
+            diff = compare(x, y, f"{where}[{k}]", depth + 1, lenient_nonfinite=lenient)
             if diff:
                 return diff
         return None
     if isinstance(a, dict):
-        return _compare_mappings(a, b, where, depth, lambda key: f"{where}[{key!r}]")
+        return _compare_mappings(a, b, where, depth, lambda key: f"{where}[{key!r}]", lenient)
     if isinstance(a, torch.nn.Module):
-        return _compare_mappings(a.state_dict(), b.state_dict(), where, depth, lambda key: f"{where}.{key}")
-    return _compare_objects(a, b, where, depth)
+        return _compare_mappings(
+            a.state_dict(), b.state_dict(), where, depth, lambda key: f"{where}.{key}", lenient
+        )
+    return _compare_objects(a, b, where, depth, lenient)
 
 
-def _compare_mappings(a: dict, b: dict, where: str, depth: int, label: Callable[[Any], str]) -> Difference | None:
+def _compare_mappings(
+    a: dict, b: dict, where: str, depth: int, label: Callable[[Any], str], lenient: bool = False
+) -> Difference | None:
     if set(a) != set(b):
         return Difference(where, f"keys differ: original {sorted(map(repr, a))}, rewrite {sorted(map(repr, b))}")
     for key in a:
-        diff = compare(a[key], b[key], label(key), depth + 1)
+        diff = compare(a[key], b[key], label(key), depth + 1, lenient_nonfinite=lenient)
         if diff:
             return diff
     return None
 
 
-def _compare_objects(a: Any, b: Any, where: str, depth: int) -> Difference | None:
+def _compare_objects(a: Any, b: Any, where: str, depth: int, lenient: bool = False) -> Difference | None:
     try:
         import numpy as np
     except ImportError:  # without numpy there are no arrays to compare
         np = None
     if np is not None and isinstance(a, np.ndarray):
-        return compare(torch.from_numpy(a.copy()), torch.from_numpy(b.copy()), where, depth)
+        return compare(torch.from_numpy(a.copy()), torch.from_numpy(b.copy()), where, depth, lenient_nonfinite=lenient)
     if hasattr(a, "__dict__") and not callable(a):
-        return _compare_mappings(vars(a), vars(b), where, depth, lambda key: f"{where}.{key}")
+        return _compare_mappings(vars(a), vars(b), where, depth, lambda key: f"{where}.{key}", lenient)
     try:
         equal = bool(a == b)
     except Exception:  # objects that cannot say: nothing to report
@@ -187,14 +295,16 @@ def _type(x: Any) -> str:
     return type(x).__name__
 
 
-def _close_floats(a: float, b: float) -> bool:
+def _close_floats(a: float, b: float, lenient: bool = False) -> bool:
+    if lenient and not math.isfinite(a) and not math.isfinite(b):
+        return True
     if math.isnan(a) or math.isnan(b):
         return math.isnan(a) and math.isnan(b)
     rtol, atol = _PY_FLOAT_TOL
     return a == b or math.isclose(a, b, rel_tol=rtol, abs_tol=atol)
 
 
-def _compare_tensors(a: torch.Tensor, b: torch.Tensor, where: str) -> Difference | None:
+def _compare_tensors(a: torch.Tensor, b: torch.Tensor, where: str, lenient: bool = False) -> Difference | None:
     for attr in ("device", "dtype", "layout"):
         if getattr(a, attr) != getattr(b, attr):
             return Difference(where, f"{attr} differs: original {getattr(a, attr)}, rewrite {getattr(b, attr)}")
@@ -206,6 +316,8 @@ def _compare_tensors(a: torch.Tensor, b: torch.Tensor, where: str) -> Difference
     if x.dtype in TOLERANCES:
         rtol, atol = TOLERANCES[x.dtype]
         close = torch.isclose(x, y, rtol=rtol, atol=atol, equal_nan=True)
+        if lenient:
+            close |= ~torch.isfinite(x) & ~torch.isfinite(y)
     else:
         close = x == y
     bad = (~close).nonzero()
@@ -221,7 +333,9 @@ def _compare_tensors(a: torch.Tensor, b: torch.Tensor, where: str) -> Difference
 # ---------------------------------------------------------------------- gradients
 
 
-def grad_difference(ref: Call, cand: Call, args: tuple, kwargs: dict, seed: int, names: list[str]) -> Difference | None:
+def grad_difference(
+    ref: Call, cand: Call, args: tuple, kwargs: dict, seed: int, names: list[str], lenient_nonfinite: bool = False
+) -> Difference | None:
     """Compare input gradients of the sum of float outputs; None when the original has none."""
     ref_grads = _grads(ref, args, kwargs, seed, "original")
     if ref_grads is None:
@@ -231,7 +345,7 @@ def grad_difference(ref: Call, cand: Call, args: tuple, kwargs: dict, seed: int,
     except Exception as e:  # the rewrite breaks under autograd where the original did not
         return Difference("the rewrite", f"fails under autograd: {describe_error(e)}")
     for k, (g, h) in enumerate(zip(ref_grads, cand_grads)):
-        diff = compare(g, h, f"gradient of {names[k] if k < len(names) else k}")
+        diff = compare(g, h, f"gradient of {names[k] if k < len(names) else k}", lenient_nonfinite=lenient_nonfinite)
         if diff:
             return diff
     return None

@@ -11,9 +11,18 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from loopvec.analysis.usage import ParamUsage, UsageFacts
+from loopvec.analysis.usage import VALUE, ParamUsage, UsageFacts
 
-from .specs import ListSpec, ScalarSpec, Spec, TensorSpec, TupleSpec, parse_annotation
+from .specs import (
+    ANONYMOUS_VARIADIC,
+    CallableSpec,
+    ListSpec,
+    ScalarSpec,
+    Spec,
+    TensorSpec,
+    TupleSpec,
+    parse_annotation,
+)
 
 
 @dataclass(frozen=True)
@@ -26,8 +35,18 @@ class Dim:
 
 
 @dataclass(frozen=True)
+class Variadic:
+    """jaxtyping's `*batch`: 0 to `max_rank` dims, each of a size in [1, high], drawn
+    once per example and shared by every tensor that names the group."""
+
+    name: str  # "*batch"; "...x0" for an anonymous `...` (one tensor's own)
+    high: int
+    max_rank: int = 2
+
+
+@dataclass(frozen=True)
 class TensorArg:
-    dims: tuple[str, ...]
+    dims: tuple[str, ...]  # dim names; a name starting "*" or "..." is a Variadic group
     dtypes: tuple[str, ...] | None = None  # None: the example's shared value dtype
     index_of: str | None = None  # values are valid positions along this dim
     output: bool = False  # the function writes into it
@@ -39,6 +58,12 @@ class ScalarArg:
     upto: str | None = None  # an int in [0, size]: it bounds a range() over this dim
     below: str | None = None  # an int in [0, size): it indexes this dim
     count: bool = False  # an int that sizes something: never negative
+    size: str | None = None  # exactly this dim's size: it sizes a tensor indexed by values
+
+
+@dataclass(frozen=True)
+class ModuleArg:
+    """A parameter the function calls: it gets a row-independent stand-in model."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +88,7 @@ class EitherArg:
     options: tuple[Arg, ...]
 
 
-Arg = TensorArg | ScalarArg | ListArg | TupleArg | DefaultArg | EitherArg
+Arg = TensorArg | ScalarArg | ListArg | TupleArg | DefaultArg | EitherArg | ModuleArg
 
 
 @dataclass(frozen=True)
@@ -80,6 +105,18 @@ class Plan:
     dims: tuple[Dim, ...]
     value_dtypes: tuple[str, ...] = ("float32", "float64")
     sources: tuple[tuple[str, str], ...] = field(default=())  # name -> hint|annotation|default|usage
+    variadics: tuple[Variadic, ...] = ()
+
+    @property
+    def shared_dtype_args(self) -> tuple[str, ...]:
+        """Arguments holding tensors of the example's value dtype (none fixed by a hint,
+        an annotation or an index role): the ones a mixed-dtype example varies."""
+        return tuple(name for name, arg in self.args if any(t.dtypes is None for t in tensor_args(arg)))
+
+    @property
+    def stand_ins(self) -> tuple[str, ...]:
+        """Arguments that get a stand-in model rather than the real one."""
+        return tuple(name for name, arg in self.args if _is_module(arg))
 
     def hint(self) -> str:
         """The `# loopvec: shapes ...` comment that states this plan."""
@@ -136,11 +173,16 @@ class _Builder:
         names = {node: dims[self.find(node)].name for node in list(self.parent) if self.find(node) in dims}
         args = tuple((name, _rename(arg, names)) for name, arg in args)
         value_dtypes = self.value_dtypes(args)
+        cap = max((d.high for d in dims.values() if d.low != d.high), default=_CAPS[1])
+        variadics = tuple(
+            Variadic(name, high=min(cap, 3)) for name in dict.fromkeys(_variadic_names(args))
+        )
         return Plan(
             args=args,
             dims=tuple(dict.fromkeys(dims.values())),
             value_dtypes=value_dtypes,
             sources=tuple((name, src) for name, (_, src) in decided.items()),
+            variadics=variadics,
         )
 
     # ------------------------------------------------------------------ arguments
@@ -162,6 +204,8 @@ class _Builder:
         return self.from_spec(p.name, None, usage), "usage"
 
     def from_spec(self, name: str, spec: Spec | None, usage: ParamUsage) -> Arg:
+        if isinstance(spec, CallableSpec):
+            return ModuleArg()
         if isinstance(spec, TensorSpec):
             return self.tensor(name, usage, spec)
         if isinstance(spec, ScalarSpec):
@@ -175,6 +219,8 @@ class _Builder:
         if isinstance(spec, TupleSpec):
             return TupleArg(tuple(self.item(name, s, usage, 1) for s in spec.items))
         kind = usage.kind
+        if kind == "callable":
+            return ModuleArg()
         if kind in ("int", "float", "bool"):
             return self.scalar(kind, usage)
         return self.tensor(name, usage, TensorSpec())
@@ -197,11 +243,18 @@ class _Builder:
     def tensor(self, name: str, usage: ParamUsage, spec: TensorSpec) -> TensorArg:
         if spec.dims is not None:
             nodes = []
+            star = next((k for k, d in enumerate(spec.dims) if _is_variadic(d)), None)
             for k, d in enumerate(spec.dims):
-                node = self.node(name, k)
+                if k == star:
+                    group = f"{ANONYMOUS_VARIADIC}{name}{k}" if d == ANONYMOUS_VARIADIC else d
+                    nodes.append(("star", group))
+                    continue
+                # Axes after a variadic group have no fixed position: usage facts, which
+                # count axes from the front, do not apply to them.
+                node = self.node(name, k) if star is None or k < star else ("tail", name, len(spec.dims) - k)
                 if isinstance(d, int):
                     self.fixed[node] = d
-                elif d != "_":
+                elif d != "_" and not _is_variadic(d):
                     self.union(node, ("sym", d))
                 nodes.append(node)
         else:
@@ -221,6 +274,9 @@ class _Builder:
         bounds = dict(self.facts.bounds).get(usage.name, ())
         if bounds:
             return ScalarArg("int", upto=self.node(*bounds[0]))
+        if usage.name in self.facts.sizes:
+            # torch.zeros(C) indexed by labels' values: C is the size those values fit.
+            return ScalarArg("int", count=True, size=self.node(usage.name, VALUE))
         if usage.int_index:
             below = self.node(*usage.int_index[0])
             self.at_least(below, 1)
@@ -228,13 +284,17 @@ class _Builder:
         return ScalarArg("int", count=usage.size_like)
 
     def target(self, usage: ParamUsage) -> tuple | None:
-        """The dim whose positions an index parameter holds; it must not be empty."""
-        for ref in usage.index_into:
-            if ref is not None:
-                node = self.node(*ref)
-                self.at_least(node, 1)
-                return node
-        return None
+        """The dim whose positions an index parameter holds; it must not be empty.
+
+        Values that index several dims (`out[idx[i]] = src[idx[i]]`) must fit all of
+        them: those dims are drawn equal."""
+        nodes = [self.node(*ref) for ref in usage.index_into if ref is not None]
+        if not nodes:
+            return None
+        for node in nodes[1:]:
+            self.union(nodes[0], node)
+        self.at_least(nodes[0], 1)
+        return nodes[0]
 
     def node(self, name: str, axis: int) -> tuple:
         """The union-find node of an axis; classes are read only once all are joined."""
@@ -292,7 +352,7 @@ class _Builder:
     def value_dtypes(self, args: tuple[tuple[str, Arg], ...]) -> tuple[str, ...]:
         """float32 first (examples shrink towards it); integer types where the code does
         integer arithmetic or comparisons on shared-dtype tensors; bool for bit logic."""
-        shared = [name for name, arg in args if any(t.dtypes is None for t in _tensors(arg))]
+        shared = [name for name, arg in args if any(t.dtypes is None for t in tensor_args(arg))]
         usages = [self.facts.of(n) for n in shared]
         dtypes = ["float32", "float64"]
         if any(u.int_ops or u.compared for u in usages):
@@ -302,13 +362,29 @@ class _Builder:
         return tuple(dtypes)
 
 
+def _is_variadic(d: str | int) -> bool:
+    return isinstance(d, str) and (d.startswith("*") or d.startswith(ANONYMOUS_VARIADIC))
+
+
+def _is_module(arg: Arg) -> bool:
+    if isinstance(arg, EitherArg):
+        return any(_is_module(a) for a in arg.options)
+    return isinstance(arg, ModuleArg)
+
+
+def _variadic_names(args: tuple[tuple[str, Arg], ...]):
+    for _, arg in args:
+        for t in tensor_args(arg):
+            yield from (d for d in t.dims if _is_variadic(d))
+
+
 def _nodes(arg: Arg):
     if isinstance(arg, TensorArg):
-        yield from arg.dims
+        yield from (d for d in arg.dims if d[0] != "star")
         if arg.index_of is not None:
             yield arg.index_of
     elif isinstance(arg, ScalarArg):
-        yield from (d for d in (arg.upto, arg.below) if d is not None)
+        yield from (d for d in (arg.upto, arg.below, arg.size) if d is not None)
     elif isinstance(arg, ListArg):
         yield arg.length
         yield from _nodes(arg.item)
@@ -317,14 +393,15 @@ def _nodes(arg: Arg):
             yield from _nodes(a)
 
 
-def _tensors(arg: Arg):
+def tensor_args(arg: Arg):
+    """Every TensorArg inside `arg` (list items, tuple items, options)."""
     if isinstance(arg, TensorArg):
         yield arg
     elif isinstance(arg, ListArg):
-        yield from _tensors(arg.item)
+        yield from tensor_args(arg.item)
     elif isinstance(arg, (TupleArg, EitherArg)):
         for a in (arg.items if isinstance(arg, TupleArg) else arg.options):
-            yield from _tensors(a)
+            yield from tensor_args(a)
 
 
 def _rename(arg: Arg, names: dict[tuple, str]) -> Arg:
@@ -333,10 +410,13 @@ def _rename(arg: Arg, names: dict[tuple, str]) -> Arg:
     def n(node):
         return None if node is None else names[node]
 
+    def dim(node):
+        return node[1] if node[0] == "star" else names[node]
+
     if isinstance(arg, TensorArg):
-        return TensorArg(tuple(names[d] for d in arg.dims), arg.dtypes, n(arg.index_of), arg.output)
+        return TensorArg(tuple(dim(d) for d in arg.dims), arg.dtypes, n(arg.index_of), arg.output)
     if isinstance(arg, ScalarArg):
-        return ScalarArg(arg.kind, n(arg.upto), n(arg.below), arg.count)
+        return ScalarArg(arg.kind, n(arg.upto), n(arg.below), arg.count, n(arg.size))
     if isinstance(arg, ListArg):
         return ListArg(names[arg.length], _rename(arg.item, names), arg.tuple_)
     if isinstance(arg, TupleArg):
@@ -350,9 +430,12 @@ def _render(arg: Arg) -> str:
     """Hint text for one argument."""
     if isinstance(arg, TensorArg):
         dtype = f":{arg.dtypes[0]}" if arg.dtypes and len(arg.dtypes) == 1 else ""
-        return "[" + ",".join(arg.dims) + "]" + dtype
+        dims = (ANONYMOUS_VARIADIC if d.startswith(ANONYMOUS_VARIADIC) else d for d in arg.dims)
+        return "[" + ",".join(dims) + "]" + dtype
     if isinstance(arg, ScalarArg):
         return arg.kind
+    if isinstance(arg, ModuleArg):
+        return "callable"
     if isinstance(arg, ListArg):
         inner = "Tensor" if isinstance(arg.item, TensorArg) else _render(arg.item)
         return f"tuple[{inner}, ...]" if arg.tuple_ else f"list[{inner}]"

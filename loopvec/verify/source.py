@@ -2,11 +2,15 @@
 
 Read with `ast` from the file (or the rewrite's source string); nothing is imported,
 so an annotation like `Float[Tensor, "b c"]` is read without jaxtyping installed.
+Lines are split where the parser splits them (\n, \r\n, \r), not where
+`str.splitlines` does: a form feed or U+2028 in a comment or string would otherwise
+shift every later line, and the hint comment would be read from the wrong one.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import textwrap
 from dataclasses import dataclass
 
@@ -14,6 +18,12 @@ from .plan import Param
 from .specs import parse_hint_comment
 
 FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+def source_lines(text: str) -> tuple[str, ...]:
+    """`text` split into the lines `ast` numbers."""
+    return tuple(_NEWLINE.split(text))
 
 
 @dataclass(frozen=True)
@@ -75,7 +85,7 @@ def find_definition(text: str, qualname: str) -> Definition | None:
             return None
         node = found[-1]
         if last:
-            return Definition(node, tuple(text.splitlines()), in_class, _is_static(node))
+            return Definition(node, source_lines(text), in_class, _is_static(node))
         body = node.body
         in_class = True
     return None
@@ -89,7 +99,7 @@ def parse_rewrite(source: str, in_class: bool) -> Definition:
     if not defs:
         raise SyntaxError("the rewrite's source holds no function definition")
     node = defs[-1]
-    return Definition(node, tuple(text.splitlines()), in_class, _is_static(node))
+    return Definition(node, source_lines(text), in_class, _is_static(node))
 
 
 def _is_static(node: FunctionNode) -> bool:

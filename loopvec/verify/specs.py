@@ -7,7 +7,12 @@ Two sources, one vocabulary:
   across arguments, or ints), an optional `:dtype`, or a type such as `int`, `float`,
   `bool`, `list[float]`;
 * annotations, read as text and never imported: `torch.Tensor`, jaxtyping's
-  `Float[Tensor, "b c h w"]`, `int`, `list[tuple[float, float]]`, `Optional[...]`.
+  `Float[Tensor, "b c h w"]`, `int`, `list[tuple[float, float]]`, `Optional[...]`,
+  `nn.Module` / `Callable[...]` (a parameter the function calls).
+
+A dimension is a name shared across arguments, an int, `_` (anonymous), or a variadic
+group: `*batch` (jaxtyping's "any number of dims", the same ones wherever the name
+appears) or `...` (anonymous, independent per argument). Hints accept the same forms.
 
 Nothing here imports torch; dtypes are names (`"float32"`).
 """
@@ -26,6 +31,11 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
+class CallableSpec:
+    """A model or function the code calls; the verifier passes a stand-in module."""
+
+
+@dataclass(frozen=True)
 class ScalarSpec:
     kind: str  # int | float | bool
 
@@ -41,7 +51,9 @@ class TupleSpec:
     items: tuple[Spec | None, ...]
 
 
-Spec = TensorSpec | ScalarSpec | ListSpec | TupleSpec
+Spec = TensorSpec | ScalarSpec | ListSpec | TupleSpec | CallableSpec
+
+ANONYMOUS_VARIADIC = "..."  # a dims entry: any number of dims, not shared
 
 
 class SpecError(ValueError):
@@ -72,6 +84,8 @@ _LEGACY_TENSORS = {
     "BoolTensor": ("bool",),
 }
 _SCALARS = {"int": "int", "float": "float", "bool": "bool"}
+# Annotations of something called: nn.Module, torch.nn.Module, Callable, a bare `callable` hint.
+_CALLABLES = {"Module", "Callable", "callable"}
 _LISTS = {"list", "List", "Sequence", "MutableSequence", "Iterable"}
 _HINT_COMMENT = re.compile(r"#\s*loopvec:\s*shapes\b(.*)$")
 _HINT_NAME = re.compile(r"(?:^|\s)([A-Za-z_]\w*)\s*=")
@@ -92,7 +106,8 @@ def parse_hint_comment(text: str) -> dict[str, str]:
 
 
 def parse_spec(text: str) -> Spec:
-    """One hint spec: `[n,3]`, `[n]:int64`, `[]`, `int`, `float`, `bool`, `list[float]`."""
+    """One hint spec: `[n,3]`, `[*batch,c]`, `[n]:int64`, `[]`, `int`, `float`, `bool`,
+    `list[float]`, `callable`."""
     text = text.strip()
     m = re.fullmatch(r"\[(.*)\]\s*(?::\s*(\w+))?", text)
     if m:
@@ -111,9 +126,11 @@ def _dim(text: str) -> str | int:
     text = text.strip()
     if re.fullmatch(r"\d+", text):
         return int(text)
-    if re.fullmatch(r"[A-Za-z_]\w*", text):
-        return text
-    raise SpecError(f"cannot read dimension {text!r}: expected a name or an integer")
+    if re.fullmatch(r"\*?[A-Za-z_]\w*", text):
+        return ANONYMOUS_VARIADIC if text == "*_" else text
+    if text == "...":
+        return ANONYMOUS_VARIADIC
+    raise SpecError(f"cannot read dimension {text!r}: expected a name, *name, ... or an integer")
 
 
 def parse_annotation(text: str) -> Spec | None:
@@ -137,6 +154,8 @@ def _annotation(node: ast.expr) -> Spec | None:
             return TensorSpec(dtypes=_LEGACY_TENSORS[last])
         if name in _SCALARS:
             return ScalarSpec(_SCALARS[name])
+        if last in _CALLABLES:
+            return CallableSpec()
         if last in _LISTS or name == "tuple":
             return ListSpec(None, tuple_=name == "tuple")
         return None
@@ -152,6 +171,8 @@ def _annotation(node: ast.expr) -> Spec | None:
     if head in _JAXTYPING and len(args) == 2:
         dims = args[1].value if isinstance(args[1], ast.Constant) else None
         return TensorSpec(_jaxtyping_dims(dims) if isinstance(dims, str) else None, _JAXTYPING[head])
+    if head == "Callable":
+        return CallableSpec()
     if head == "Optional" and len(args) == 1:
         return _annotation(args[0])
     if head == "Union" and len(args) == 2:
@@ -175,11 +196,21 @@ def _optional(a: ast.expr, b: ast.expr) -> Spec | None:
 
 
 def _jaxtyping_dims(text: str) -> tuple[str | int, ...]:
-    """jaxtyping's shape string: "b c h w", "3 n", "*batch c", "#n", "_", "..."."""
+    """jaxtyping's shape string: "b c h w", "3 n", "*batch c", "#n", "_", "...".
+
+    `*batch` stays a variadic group ("*batch"); `...` and `*_` are anonymous variadics.
+    """
     dims: list[str | int] = []
     for token in text.split():
-        token = token.lstrip("*#").split("=", 1)[0]
-        if token in ("", "...", "_"):
+        token = token.split("=", 1)[0]
+        if token in ("...", "*_"):
+            dims.append(ANONYMOUS_VARIADIC)
+            continue
+        variadic = token.startswith("*")
+        token = token.lstrip("*#")
+        if variadic and token:
+            dims.append("*" + token)
+        elif token in ("", "_"):
             dims.append("_")
         elif token.isdigit():
             dims.append(int(token))
@@ -204,6 +235,8 @@ def format_spec(spec: Spec) -> str:
         return dims + (f":{spec.dtypes[0]}" if spec.dtypes and len(spec.dtypes) == 1 else "")
     if isinstance(spec, ScalarSpec):
         return spec.kind
+    if isinstance(spec, CallableSpec):
+        return "callable"
     if isinstance(spec, ListSpec):
         inner = format_spec(spec.item) if spec.item is not None else "float"
         return f"tuple[{inner}, ...]" if spec.tuple_ else f"list[{inner}]"

@@ -41,6 +41,15 @@ class Candidate:
 
 @dataclass(frozen=True)
 class VerifySettings:
+    """How hard to look, and how strictly to compare.
+
+    `lenient_nonfinite` (off by default): where the original's value is nan, inf or -inf
+    and the rewrite's is also one of those, count them as equal, even nan against inf
+    or inf against -inf. Off, they must match (nan equals nan only). Turn it on only for
+    code whose callers do not distinguish kinds of overflow: it lets `exp(a) * exp(b)`
+    stand for `exp(a + b)`, and also lets a rewrite that turns inf into nan through.
+    """
+
     max_examples: int = 60
     timeout_s: float = 20.0
     device: str = "all"  # cpu | cuda | all (all = cpu, and cuda when available)
@@ -49,6 +58,7 @@ class VerifySettings:
     workers: int = 1
     min_valid: int = 8  # fewer accepted inputs than this => unverifiable
     memory_mb: int = 4096  # a worker above this resident size is killed (candidate failed)
+    lenient_nonfinite: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,10 @@ class Verdict:
     hint: str | None = None  # the hint that would help, for unverifiable ones
     timings: tuple[tuple[str, float], ...] = field(default=())
     discarded: int = 0  # generated inputs the original raised on (not counted in examples)
+    # Parameters the function calls, replaced by a row-independent stand-in model
+    # (`standin.StandInModel`): the proof holds only for models that treat rows
+    # independently, an assumption the report must name.
+    stand_ins: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -6,7 +6,7 @@ from loopvec.analysis.usage import usage_facts
 from loopvec.verify import VerifySettings
 from loopvec.verify.plan import ListArg, ScalarArg, TensorArg, TupleArg, build_plan
 from loopvec.verify.source import find_definition
-from loopvec.verify.specs import TensorSpec, parse_annotation, parse_hint_comment, parse_spec
+from loopvec.verify.specs import CallableSpec, TensorSpec, parse_annotation, parse_hint_comment, parse_spec
 
 
 def plan_of(cases, module, qualname, hints=None):
@@ -104,3 +104,30 @@ def test_too_few_valid_inputs_is_unverifiable_and_suggests_a_hint(verdicts):
     assert v.status == "unverifiable"
     assert "ValueError: expected a 3-D tensor" in v.message
     assert v.hint == "# loopvec: shapes x=[n]"
+
+
+def test_jaxtyping_variadic_dims_stay_variadic():
+    assert parse_annotation('Float[Tensor, "*batch c"]').dims == ("*batch", "c")
+    assert parse_annotation('Float[Tensor, "... c"]').dims == ("...", "c")
+    assert parse_annotation('Float[Tensor, "*_ c"]').dims == ("...", "c")
+    assert parse_annotation('Float[Tensor, "#n c"]').dims == ("n", "c")  # broadcastable: one dim
+
+
+def test_variadic_dims_in_a_hint_round_trip(cases):
+    assert parse_spec("[*batch, c]") == TensorSpec(("*batch", "c"))
+    assert parse_spec("[..., 3]") == TensorSpec(("...", 3))
+    plan = plan_of(cases, "annotated.py", "scale_last")
+    assert plan.hint() == "# loopvec: shapes x=[*batch,c] w=[c]"
+    assert [v.name for v in plan.variadics] == ["*batch"]
+
+
+def test_module_and_callable_annotations_are_callables():
+    for text in ("torch.nn.Module", "nn.Module", "Callable[[Tensor], Tensor]", "callable"):
+        assert parse_annotation(text) == CallableSpec(), text
+    assert parse_spec("callable") == CallableSpec()
+
+
+def test_an_annotated_module_gets_a_stand_in(cases):
+    plan = plan_of(cases, "annotated.py", "apply_rows_typed")
+    assert plan.stand_ins == ("model",)
+    assert plan.hint() == "# loopvec: shapes model=callable x=[n,m]"

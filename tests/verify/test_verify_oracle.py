@@ -119,3 +119,46 @@ def test_half_precision_accepts_one_rounding_step(dtype, ulp):
     assert not torch.equal(one, next_up)
     assert same(one, next_up)
     assert not same(one.float(), next_up.float())
+
+
+def outcomes(original, rewrite, *args):
+    return run(original, args, {}, 0, "original"), run(rewrite, args, {}, 0, "rewrite")
+
+
+def test_returning_an_argument_where_the_original_copies_is_a_difference():
+    ref, new = outcomes(lambda a, k: (torch.stack(list(a[0])), None), lambda a, k: (a[0], None), torch.ones(2, 2))
+    d = judge(ref, new, ["x"])
+    assert d.where == "return value" and d.what == "shares memory with argument x; the original's is a new tensor"
+
+
+def test_a_view_inside_a_returned_tuple_is_found():
+    ref, new = outcomes(
+        lambda a, k: ((a[0] + 0, a[1] * 1), None), lambda a, k: ((a[0] + 0, a[1][:]), None), torch.ones(2), torch.ones(3)
+    )
+    d = judge(ref, new, ["x", "y"])
+    assert d.where == "return value[1]" and "shares memory with argument y" in d.what
+
+
+def test_returning_the_argument_the_original_returns_is_fine():
+    def fill(a, k):
+        a[0].mul_(2)
+        return a[0], None
+
+    ref, new = outcomes(fill, fill, torch.ones(2))
+    assert judge(ref, new, ["x"]) is None
+
+
+def test_empty_results_share_no_memory():
+    ref, new = outcomes(lambda a, k: (a[0].clone(), None), lambda a, k: (a[0], None), torch.ones(0))
+    assert judge(ref, new, ["x"]) is None
+
+
+def test_nan_against_inf_is_a_difference_unless_lenient():
+    nan, inf = torch.tensor([math.nan, 1.0]), torch.tensor([math.inf, 1.0])
+    assert not same(nan, inf)
+    assert not same(torch.tensor([math.inf]), torch.tensor([-math.inf]))
+    assert compare(nan, inf, "value", lenient_nonfinite=True) is None
+    assert compare(torch.tensor([-math.inf]), torch.tensor([math.nan]), "value", lenient_nonfinite=True) is None
+    assert compare([math.inf], [math.nan], "value", lenient_nonfinite=True) is None
+    # Lenient only where both are non-finite: a finite value against inf still differs.
+    assert compare(torch.tensor([1.0]), torch.tensor([math.inf]), "value", lenient_nonfinite=True) is not None

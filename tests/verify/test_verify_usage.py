@@ -1,6 +1,6 @@
 """Usage facts read from a function body: the evidence input generation starts from."""
 
-from loopvec.analysis.usage import usage_facts
+from loopvec.analysis.usage import VALUE, usage_facts
 
 
 def facts(src):
@@ -98,3 +98,48 @@ def test_a_constant_index_sets_a_minimum_size():
 def test_methods_leave_out_self():
     f = usage_facts("def m(self, x):\n    return x[0]\n", skip_first=True)
     assert f.params == ("x",)
+
+
+def test_a_called_parameter_is_a_callable_and_its_row_argument_keeps_an_axis():
+    f = facts("def f(model, x):\n    return torch.cat([model(x[i].unsqueeze(0)) for i in range(len(x))])\n")
+    assert f.of("model").kind == "callable"
+    assert f.of("x").rank == 2
+
+
+def test_an_index_into_a_local_sized_by_an_int_parameter_is_bounded_by_it():
+    f = facts("""
+def f(labels, C):
+    counts = torch.zeros(C)
+    for i in range(len(labels)):
+        counts[labels[i]] += 1
+    return counts
+""")
+    assert f.of("labels").index_into == (("C", VALUE),)
+    assert f.sizes == ("C",) and f.of("C").kind == "int"
+
+
+def test_an_index_into_a_local_sized_like_a_parameter_dim_is_bounded_by_that_dim():
+    f = facts("""
+def f(x, idx):
+    out = x.new_zeros(len(x), 3)
+    for v in idx:
+        out[v, 0] += 1
+    return out
+""")
+    assert f.of("idx").index_into == (("x", 0),)
+
+
+def test_a_shifted_size_bounds_nothing():
+    f = facts("def f(x, idx):\n    out = torch.zeros(len(x) - 1)\n    for v in idx:\n        out[v] = 1\n")
+    assert f.of("idx").index_into == (None,)
+
+
+def test_a_loop_over_range_of_the_size_is_not_tied_to_it():
+    # first_n-like: n may be below len(x); the allocation's size must not tie them.
+    f = facts("def f(x, n):\n    out = torch.zeros(n)\n    for i in range(n):\n        out[i] = x[i]\n")
+    assert dict(f.bounds)["n"] == (("x", 0),) and f.sizes == ()
+
+
+def test_a_fill_value_is_a_number_and_the_size_an_int():
+    f = facts("def f(x, n, v):\n    out = torch.full((n,), v)\n    for i in range(n):\n        out[i] += x[i]\n")
+    assert f.of("v").kind == "float" and f.of("n").kind == "int"

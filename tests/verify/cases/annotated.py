@@ -39,3 +39,17 @@ def scaled(x: torch.Tensor, k: int, bias=0.5):
     for i in range(len(x)):
         out[i] = x[i] * k + bias
     return out
+
+
+def scale_last(x: Float[Tensor, "*batch c"], w: Float[Tensor, "c"]) -> Float[Tensor, "*batch c"]:
+    out = torch.zeros_like(x)
+    for j in range(x.shape[-1]):
+        out[..., j] = x[..., j] * w[j]
+    return out
+
+
+def apply_rows_typed(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    rows = []
+    for row in x:
+        rows.append(model(row))
+    return torch.stack(rows)

@@ -118,3 +118,37 @@ def needs_rank_3(x):
     if x.dim() != 3:
         raise ValueError("expected a 3-D tensor")
     return x.sum()
+
+
+def affine(x, y):
+    out = torch.zeros_like(x)
+    for i in range(len(x)):
+        out[i] = x[i] * y[i] + 2
+    return out
+
+
+def restack(x):
+    return torch.stack([v for v in x])
+
+
+def histogram(labels, C):
+    counts = torch.zeros(C)
+    for i in range(len(labels)):
+        counts[labels[i]] += 1
+    return counts
+
+
+def scatter_add(out, idx, v):
+    for i in range(len(idx)):
+        out[idx[i]] += v[i]
+
+
+def apply_rows(model, x):
+    return torch.cat([model(x[i].unsqueeze(0)) for i in range(len(x))])
+
+
+def pair_dots(A, B):  # loopvec: shapes A=[n,k] B=[n,k]
+    out = []
+    for i in range(len(A)):
+        out.append(torch.dot(A[i], B[i]))
+    return torch.stack(out)
