@@ -1,99 +1,26 @@
-"""What the `reduction` pattern knows besides the loop IR: argument facts, dtype classes, names.
+"""What the `reduction` pattern knows besides the loop IR and `loopvec.analysis.facts`.
 
 Reductions change dtypes in ways elementwise maps do not (`x.sum()` of a uint8 tensor is
-int64, a Python-int accumulator over uint8 elements wraps in uint8), and a row reduction
-is exact only for the rank it was written for. So the pattern asks three questions the
-loop IR does not answer:
-
-* what the user said an argument is (hint comment on the def line, or annotation),
-  read with the verifier's own spec parser so both sides agree;
-* whether an expression is certainly floating point (or complex), so a plain `.sum(0)`
-  keeps the accumulator's dtype;
-* which names are free in the function, for the temporaries a rewrite introduces.
+int64, a Python-int accumulator over uint8 elements wraps in uint8). So the pattern asks
+whether an expression is certainly floating point (or complex), so a plain `.sum(0)`
+keeps the accumulator's dtype; and it spells the code it emits with a few helpers.
 """
 
 from __future__ import annotations
 
 import libcst as cst
 
-from loopvec.analysis.loops import Loop, names_in
-from loopvec.analysis.module import ModuleInfo, code
-from loopvec.verify.specs import ListSpec, ScalarSpec, SpecError, TensorSpec, TupleSpec, parse_annotation, \
-    parse_hint_comment, parse_spec
+from loopvec.analysis.module import ModuleInfo
+from loopvec.dtypes import CAST_METHODS, FLOATING_DTYPES, FLOATING_FUNCTIONS, FLOATING_REDUCTIONS, KEEP_FUNCTIONS, \
+    PROMOTES_LIKE
 
-_INEXACT_DTYPES = {"float16", "bfloat16", "float32", "float64", "complex64", "complex128"}
-
-# torch functions / tensor methods whose result is floating for any real input
-_FLOAT_RESULT = {
-    "sin", "cos", "tan", "asin", "acos", "atan", "arcsin", "arccos", "arctan", "sinh", "cosh",
-    "tanh", "asinh", "acosh", "atanh", "exp", "exp2", "expm1", "log", "log2", "log10", "log1p",
-    "sqrt", "rsqrt", "sigmoid", "erf", "erfc", "erfinv", "lgamma", "digamma", "logit", "sinc",
-    "reciprocal", "atan2", "arctan2", "hypot", "logaddexp", "logaddexp2", "float_power",
-    "true_divide", "div", "divide", "float", "double", "half", "bfloat16", "cfloat", "cdouble",
-    "mean", "std", "var", "norm", "softmax", "log_softmax", "relu6", "elu", "selu", "celu",
-    "gelu", "silu", "mish", "softplus", "logsigmoid",
-}
-# results that keep the dtype of their (first) operand
-_SAME_AS_INPUT = {"abs", "absolute", "neg", "negative", "positive", "square", "clone", "detach",
-                  "contiguous", "relu", "clamp", "clip", "clamp_min", "clamp_max", "conj"}
-
-
-class ArgFacts:
-    """What the def line's hint comment and the annotations say about each parameter."""
-
-    def __init__(self, info: ModuleInfo, function: cst.FunctionDef | None) -> None:
-        self.specs: dict[str, object] = {}
-        self.params: set[str] = set()
-        if function is None:
-            return
-        params = [*function.params.posonly_params, *function.params.params, *function.params.kwonly_params]
-        self.params = {p.name.value for p in params}
-        for p in params:
-            if p.annotation is not None:
-                spec = parse_annotation(code(p.annotation.annotation))
-                if spec is not None:
-                    self.specs[p.name.value] = spec
-        for name, text in _hint_comment(info, function).items():
-            try:
-                self.specs[name] = parse_spec(text)
-            except SpecError:
-                continue
-
-    def tensor(self, name: str) -> TensorSpec | None:
-        spec = self.specs.get(name)
-        return spec if isinstance(spec, TensorSpec) else None
-
-    def not_a_tensor(self, name: str) -> bool:
-        """Annotated as a list, tuple or number: iterating it yields Python values."""
-        return isinstance(self.specs.get(name), (ListSpec, TupleSpec, ScalarSpec))
-
-    def inexact(self, name: str) -> bool:
-        spec = self.tensor(name)
-        return bool(spec and spec.dtypes and set(spec.dtypes) <= _INEXACT_DTYPES)
-
-    def dtypes(self, name: str) -> set[str] | None:
-        spec = self.tensor(name)
-        return set(spec.dtypes) if spec is not None and spec.dtypes else None
-
-    def rank(self, name: str) -> int | None:
-        """The exact rank, when a hint or a shaped annotation fixes it."""
-        spec = self.tensor(name)
-        if spec is None or spec.dims is None:
-            return None
-        return len(spec.dims)
-
-
-def _hint_comment(info: ModuleInfo, function: cst.FunctionDef) -> dict[str, str]:
-    lines = info.source.splitlines()
-    first = info.position(function.name).start.line
-    body = function.body
-    last = first
-    if isinstance(body, cst.IndentedBlock) and body.body:
-        last = max(first, info.position(body.body[0]).start.line - 1)
-    out: dict[str, str] = {}
-    for line in lines[first - 1:last]:
-        out.update(parse_hint_comment(line))
-    return out
+# torch functions / tensor methods whose result is floating for any real input they accept
+_FLOAT_RESULT = FLOATING_FUNCTIONS | FLOATING_REDUCTIONS | {
+    name for name, op in PROMOTES_LIKE.items() if op is None or op is cst.Divide} | {
+    method for method, dtype in CAST_METHODS.items() if dtype in FLOATING_DTYPES}
+# results that keep the dtype of their (first) operand -- or, clamped to a float bound,
+# become floating, which only makes the answer "not certainly floating" too cautious
+_SAME_AS_INPUT = KEEP_FUNCTIONS | {"clamp", "clip", "clamp_min", "clamp_max"}
 
 
 class DtypeClasses:
@@ -183,18 +110,9 @@ class DtypeClasses:
                 return self.inexact(node.func.value) or self.inexact(args[0])
             if name == "to" and args:
                 dtype = self.info.qualname(args[0]) or ""
-                return dtype.rpartition(".")[2] in _INEXACT_DTYPES | {"float", "double", "half", "cfloat",
+                return dtype.rpartition(".")[2] in FLOATING_DTYPES | {"float", "double", "half", "cfloat",
                                                                      "cdouble"}
         return False
-
-
-def fresh_name(base: str, loop: Loop) -> str:
-    """`base`, or `base_1`, `base_2`, ... : a name the function does not use anywhere."""
-    used = names_in(loop.function) if loop.function is not None else set()
-    name, k = base, 1
-    while name in used:
-        name, k = f"{base}_{k}", k + 1
-    return name
 
 
 def nonempty(extent: str) -> str:
@@ -207,48 +125,3 @@ def nonempty(extent: str) -> str:
 def is_atom(text: str) -> bool:
     node = cst.parse_expression(text)
     return isinstance(node, (cst.Name, cst.Attribute, cst.Subscript)) and not node.lpar
-
-
-def paren(text: str) -> str:
-    node = cst.parse_expression(text)
-    if isinstance(node, (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, cst.Float)) or node.lpar:
-        return text
-    return f"({text})"
-
-
-def number_literal(node: cst.BaseExpression | None) -> int | float | None:
-    """The value of `3`, `-1`, `0.0`, `+2.5`; None for anything else (incl. bool and complex)."""
-    if isinstance(node, (cst.Integer, cst.Float)):
-        return node.evaluated_value
-    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, (cst.Minus, cst.Plus)) \
-            and isinstance(node.expression, (cst.Integer, cst.Float)) and not node.lpar:
-        value = node.expression.evaluated_value
-        return -value if isinstance(node.operator, cst.Minus) else value
-    return None
-
-
-class _Loads(cst.CSTVisitor):
-    """Names a subtree reads: not attribute names (`x.total`) nor keywords (`dtype=`)."""
-
-    def __init__(self) -> None:
-        self.names: set[str] = set()
-
-    def visit_Name(self, node: cst.Name) -> None:
-        self.names.add(node.value)
-
-    def visit_Attribute(self, node: cst.Attribute) -> bool:
-        node.value.visit(self)
-        return False
-
-    def visit_Arg(self, node: cst.Arg) -> bool:
-        node.value.visit(self)
-        return False
-
-    def visit_Lambda(self, node) -> bool:
-        return False
-
-
-def loads(node: cst.CSTNode) -> set[str]:
-    v = _Loads()
-    node.visit(v)
-    return v.names

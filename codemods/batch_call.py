@@ -7,16 +7,14 @@ from functools import lru_cache
 
 import libcst as cst
 
+from loopvec.analysis.facts import Rank, Signature
 from loopvec.analysis.loops import Loop, names_in
-from loopvec.analysis.module import ModuleInfo, code, dotted
-from loopvec.guards import map_loop_problem, used_after_problem
+from loopvec.analysis.module import ModuleInfo, code, dotted, parameters
 from loopvec.lift import Lifted, LiftError, lift
 from loopvec.rewrite import SAFE, UNSAFE, Decline, PatternContext, Rewrite
 
-from loopvec.verify.specs import TensorSpec, parse_annotation
-
-from ._dims import Rank, map_shape
-from .batched_op import B1, BatchLifter, build_rewrite, inline_last_temp
+from ._map_shape import map_loop
+from .batched_op import B1, BatchLifter, Held, build_rewrite, inline_last_temp
 
 # layers whose output for one row depends on the other rows of the batch (in train mode)
 _TRAIN_MIXING = {f"torch.nn.{n}" for n in (
@@ -130,15 +128,11 @@ def _names_bound_in(stmt: cst.CSTNode) -> set[str]:
     return found
 
 
-def _params(fn: cst.FunctionDef) -> list[cst.Param]:
-    return [*fn.params.posonly_params, *fn.params.params, *fn.params.kwonly_params]
-
-
 def _constructible(cls: cst.ClassDef) -> bool:
     """The verifier builds `cls()` to call a method: no __init__ argument may be required."""
     for stmt in cls.body.body if isinstance(cls.body, cst.IndentedBlock) else ():
         if isinstance(stmt, cst.FunctionDef) and stmt.name.value == "__init__":
-            return all(p.default is not None for p in _params(stmt)[1:])
+            return all(p.default is not None for p in parameters(stmt)[1:])
     return True
 
 
@@ -160,7 +154,7 @@ def resolve(callee: cst.BaseExpression, loop: Loop, info: ModuleInfo, module: _M
     qual = info.qualname(callee)
     if qual is not None and qual.split(".")[0] in _LIBRARIES:
         return f"`{text}` is a library function, not a model"
-    params = [p.name.value for p in _params(fn)] if fn is not None else []
+    params = [p.name.value for p in parameters(fn)] if fn is not None else []
     cls = _enclosing_class(loop, module)
     self_name = params[0] if cls is not None and params else None
     if self_name is not None and root == self_name:
@@ -171,9 +165,7 @@ def resolve(callee: cst.BaseExpression, loop: Loop, info: ModuleInfo, module: _M
     if isinstance(callee, cst.Attribute) and callee.attr.value in _TENSOR_METHODS:
         return f"`.{callee.attr.value}()` is a tensor method, not a model"
     if root in params:
-        param = next(p for p in _params(fn) if p.name.value == root)
-        if param.annotation is not None and isinstance(parse_annotation(code(param.annotation.annotation)),
-                                                        TensorSpec):
+        if Signature(info, fn).tensor(root) is not None:
             return f"`{root}` is annotated as a tensor, not a model"
         return Callee(text, False, "a parameter: the verifier has no real model to call")
     local = _local_binding(fn, root, loop, info) if fn is not None else None
@@ -331,7 +323,7 @@ class ModelLifter(BatchLifter):
     loop: Loop | None = None
     callees: list[tuple[Callee, bool]] = field(default_factory=list)  # (callee, called on one item)
 
-    def call(self, node: cst.Call) -> cst.BaseExpression | None:
+    def call(self, node: cst.Call) -> Held | None:
         out = super().call(node)
         if out is not None:
             return out
@@ -359,8 +351,8 @@ class ModelLifter(BatchLifter):
         if problem:
             raise LiftError(f"`{resolved.text}` has {problem}: one batched call would differ")
         held = arg.value
-        if self._is_b1(held):
-            b = self.b1[held.value]
+        b = self._b1_of(held)
+        if b is not None:
             new = node.with_changes(args=[a.with_changes(value=b.node) if a is arg else a for a in node.args])
             self.callees.append((resolved, False))
             return self._hold_b1(B1(new, Rank(b.rank.lo, None), True, producer=resolved.text), resolved.text)
@@ -417,15 +409,9 @@ class BatchCall:
     ORDER = 50
 
     def match(self, loop: Loop, ctx: PatternContext) -> Rewrite | Decline:
-        problem = map_loop_problem(loop)
-        if problem:
-            return Decline(self.NAME, problem)
-        shape = map_shape(loop)
+        shape = map_loop(loop)
         if isinstance(shape, str):
             return Decline(self.NAME, shape)
-        problem = used_after_problem(loop, set())
-        if problem:
-            return Decline(self.NAME, problem)
         shape = inline_last_temp(shape)
         lifter = ModelLifter.for_loop(loop, ctx)
         lifter.module, lifter.loop = _whole_file(ctx.info.source), loop
@@ -433,7 +419,7 @@ class BatchCall:
             lines = lifter.temps(shape.temps)
             value = lifter.lift_value(shape.value)
         except LiftError as exc:
-            return Decline(self.NAME, lifter.explain(str(exc)))
+            return Decline(self.NAME, str(exc))
         # x[i].sum(): no model in the loop (see batched_op)
         if not lifter.callees:
             return Decline(self.NAME, "no model call in the body")
@@ -449,7 +435,7 @@ class BatchCall:
             rewrite = build_rewrite(self.NAME, loop, ctx, shape, lifter, lines, value, safety,
                                     tuple(dict.fromkeys(assumptions)))
         except LiftError as exc:
-            return Decline(self.NAME, lifter.explain(str(exc)))
+            return Decline(self.NAME, str(exc))
         if safety == UNSAFE:
             why = "; ".join(dict.fromkeys(c.why for c, _ in lifter.callees if not c.runnable))
             rewrite = Rewrite(rewrite.pattern, loop, rewrite.edits, f"{rewrite.message} (unsafe: model is {why})",

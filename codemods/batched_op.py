@@ -6,189 +6,19 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
+from loopvec.analysis.facts import UNKNOWN, Rank, declared_ranks
 from loopvec.analysis.loops import Loop, names_in
-from loopvec.analysis.module import code, dotted
+from loopvec.analysis.module import code, dotted, only
 from loopvec.assemble import collect, store
-from loopvec.guards import map_loop_problem, used_after_problem
-from loopvec.lift import _FUNCTIONAL, _UNARY, Lifted, LiftError, LiftScope, as_operand, lift
+from loopvec.lift import ALL, DIM_FUNCTIONS, DIM_METHODS, FUNCTIONAL, LAST, MATMUL, REDUCE_ALL, REQUIRED, TUPLE_DIMS, \
+    UNARY, Lifted, LiftError, LiftScope, Op, as_operand, dims_code, lift, literal_dim, literal_dims, shift_dims
 from loopvec.rewrite import SAFE, Decline, Edit, PatternContext, Rewrite
 
-from ._dims import UNKNOWN, MapShape, Rank, declared_ranks, dims_code, literal_dim, literal_dims, map_shape, \
-    only, shift_dims
+from ._map_shape import MapShape, map_loop
 
-# --------------------------------------------------------------------------- the table
-
-LAST = "last"  # an absent dim means trailing dims: the same on the stacked array
-ALL = "all"  # an absent dim means every dim of the item (fftn, fftshift)
-REDUCE_ALL = "reduce-all"  # an absent dim reduces the whole item (sum(), max())
-REQUIRED = "required"  # an absent dim is an error, or a deprecated implicit choice: decline
-
-
-@dataclass(frozen=True)
-class Op:
-    """How one torch function (or tensor method) batches.
-
-    `params` are the positional parameters after the input; `dims` maps each dim
-    parameter to what its absence means (LAST, ALL, REDUCE_ALL, REQUIRED, or the
-    non-negative default, which the stacked call must state shifted).
-    `item` / `b1` say when a per-item input (`f(x[i])`) or a batch of one
-    (`f(x[i].unsqueeze(0))`, then `torch.cat`) may become `f(x)`:
-      "any"   for any rank (the op works on trailing dims),
-      "lo1"   when each item has at least one dim,
-      "exact" when each item has exactly `spatial + 1` dims (conv: a 2-D item would be
-              an unbatched single-channel input, a different computation),
-      None    never (interpolate treats dim 0 as the batch: an item is not a batch).
-    """
-
-    params: tuple[str, ...] = ()
-    kwonly: tuple[str, ...] = ()
-    dims: tuple[tuple[str, object], ...] = ()
-    min_rank: int = 0  # the per-item call raises on items of lower rank
-    item: str | None = "any"
-    b1: str | None = None
-    spatial: int = 0
-    out: str = "same"  # same | reduce | minus1 | minus2 | none
-    fresh: bool = True  # False: may return a view of its input (transpose, diagonal)
-    empty_dims_ok: bool = False  # `dim=()` transforms nothing, like a 0-d item (fftn, ifftn)
-    forbid: tuple[str, ...] = ()  # parameters that change the result's structure
-    rename: str | None = None  # reduce-all spelling when the name differs (max() -> amax)
-
-
-def _op(**kw) -> Op:
-    kw["dims"] = tuple(kw.get("dims", {}).items())
-    return Op(**kw)
-
-
-FUNCTIONS: dict[str, Op] = {}
-METHODS: dict[str, Op] = {}
-
-for _name in ("fft", "ifft", "rfft", "irfft", "hfft", "ihfft"):
-    FUNCTIONS[f"torch.fft.{_name}"] = _op(params=("n", "dim", "norm"), dims={"dim": LAST}, min_rank=1)
-for _name in ("fft2", "ifft2", "rfft2", "irfft2", "hfft2", "ihfft2"):
-    FUNCTIONS[f"torch.fft.{_name}"] = _op(params=("s", "dim", "norm"), dims={"dim": LAST}, min_rank=1)
-for _name in ("fftn", "ifftn"):
-    FUNCTIONS[f"torch.fft.{_name}"] = _op(params=("s", "dim", "norm"), dims={"dim": ALL}, empty_dims_ok=True)
-for _name in ("rfftn", "irfftn", "hfftn", "ihfftn"):
-    FUNCTIONS[f"torch.fft.{_name}"] = _op(params=("s", "dim", "norm"), dims={"dim": ALL}, min_rank=1)
-for _name in ("fftshift", "ifftshift"):
-    FUNCTIONS[f"torch.fft.{_name}"] = _op(params=("dim",), dims={"dim": ALL}, min_rank=1)
-
-# linear algebra on the trailing matrix dims: any leading dims are a batch already.
-# Not det/logdet/slogdet: on a non-finite matrix the batched kernel's answer depends on
-# the batch's memory layout (nan per matrix, -inf in a strided batch).
-for _name, _params, _kwonly, _out in (
-    ("inv", (), (), "same"), ("matrix_exp", (), (), "same"),
-    ("cholesky", (), ("upper",), "same"), ("eigvalsh", ("UPLO",), (), "minus1"), ("svdvals", (), ("driver",), "minus1"),
-    ("pinv", (), ("atol", "rtol", "hermitian"), "same"), ("matrix_power", ("n",), (), "same"),
-    ("matrix_rank", (), ("atol", "rtol", "hermitian"), "minus2"), ("cond", ("p",), (), "minus2"),
-):
-    FUNCTIONS[f"torch.linalg.{_name}"] = _op(params=_params, kwonly=_kwonly, min_rank=2, out=_out)
-FUNCTIONS["torch.linalg.matrix_norm"] = _op(params=("ord", "dim", "keepdim"), kwonly=("dtype",),
-                                            dims={"dim": LAST}, min_rank=2, out="none")
-FUNCTIONS["torch.linalg.vector_norm"] = _op(params=("ord", "dim", "keepdim"), kwonly=("dtype",),
-                                            dims={"dim": REDUCE_ALL}, out="reduce")
-# linalg.norm without dim is a vector or a matrix norm depending on the rank: only with dim
-FUNCTIONS["torch.linalg.norm"] = _op(params=("ord", "dim", "keepdim"), kwonly=("dtype",),
-                                     dims={"dim": REQUIRED}, out="reduce")
-FUNCTIONS["torch.linalg.diagonal"] = _op(kwonly=("offset", "dim1", "dim2"),
-                                         dims={"dim1": LAST, "dim2": LAST}, min_rank=2, out="minus1",
-                                         fresh=False)
-for _name, _out in (("inverse", "same"), ("matrix_exp", "same")):
-    FUNCTIONS[f"torch.{_name}"] = _op(min_rank=2, out=_out)
-    METHODS[_name] = FUNCTIONS[f"torch.{_name}"]
-
-# softmax and friends: the dim is required (F.softmax's implicit dim depends on the rank)
-for _qual in ("torch.softmax", "torch.log_softmax", "torch.special.softmax", "torch.special.log_softmax"):
-    FUNCTIONS[_qual] = _op(params=("dim", "dtype"), dims={"dim": REQUIRED})
-for _name in ("softmax", "log_softmax", "softmin"):
-    FUNCTIONS[f"torch.nn.functional.{_name}"] = _op(params=("dim", "_stacklevel", "dtype"), dims={"dim": REQUIRED})
-for _name in ("softmax", "log_softmax"):
-    METHODS[_name] = _op(params=("dim",), kwonly=("dtype",), dims={"dim": REQUIRED})
-FUNCTIONS["torch.nn.functional.normalize"] = _op(params=("p", "dim", "eps"), dims={"dim": 1})
-FUNCTIONS["torch.nn.functional.glu"] = _op(params=("dim",), dims={"dim": LAST}, min_rank=1)
-
-# scans and reorderings along a dim
-for _name in ("cumsum", "cumprod", "logcumsumexp"):
-    FUNCTIONS[f"torch.{_name}"] = _op(params=("dim",), kwonly=("dtype",), dims={"dim": REQUIRED})
-    METHODS[_name] = FUNCTIONS[f"torch.{_name}"]
-FUNCTIONS["torch.flip"] = _op(params=("dims",), dims={"dims": REQUIRED})
-METHODS["flip"] = FUNCTIONS["torch.flip"]
-FUNCTIONS["torch.roll"] = _op(params=("shifts", "dims"), dims={"dims": REQUIRED})
-METHODS["roll"] = FUNCTIONS["torch.roll"]
-FUNCTIONS["torch.argsort"] = _op(params=("dim", "descending"), kwonly=("stable",), dims={"dim": LAST})
-METHODS["argsort"] = FUNCTIONS["torch.argsort"]
-FUNCTIONS["torch.diff"] = _op(params=("n", "dim"), dims={"dim": LAST}, min_rank=1, forbid=("prepend", "append"),
-                              out="none")
-METHODS["diff"] = FUNCTIONS["torch.diff"]
-for _name in ("transpose", "swapaxes", "swapdims"):
-    _pair = ("axis0", "axis1") if _name == "swapaxes" else ("dim0", "dim1")
-    FUNCTIONS[f"torch.{_name}"] = _op(params=_pair, dims={_pair[0]: REQUIRED, _pair[1]: REQUIRED}, fresh=False)
-    METHODS[_name] = FUNCTIONS[f"torch.{_name}"]
-for _name in ("movedim", "moveaxis"):
-    FUNCTIONS[f"torch.{_name}"] = _op(params=("source", "destination"),
-                                      dims={"source": REQUIRED, "destination": REQUIRED}, fresh=False)
-    METHODS[_name] = FUNCTIONS[f"torch.{_name}"]
-FUNCTIONS["torch.diagonal"] = _op(params=("offset", "dim1", "dim2"), dims={"dim1": 0, "dim2": 1}, min_rank=2,
-                                  out="minus1", fresh=False)
-METHODS["diagonal"] = FUNCTIONS["torch.diagonal"]
-FUNCTIONS["torch.unsqueeze"] = _op(params=("dim",), dims={"dim": REQUIRED}, out="plus1", fresh=False)
-METHODS["unsqueeze"] = FUNCTIONS["torch.unsqueeze"]
-# squeeze() without a dim would squeeze the batch dimension too when there is one row
-FUNCTIONS["torch.squeeze"] = _op(params=("dim",), dims={"dim": REQUIRED}, out="none", fresh=False)
-METHODS["squeeze"] = FUNCTIONS["torch.squeeze"]
-FUNCTIONS["torch.flatten"] = _op(params=("start_dim", "end_dim"), dims={"start_dim": 0, "end_dim": LAST},
-                                 out="none", fresh=False)
-METHODS["flatten"] = FUNCTIONS["torch.flatten"]
-
-# reductions: with a dim they shift; without one they reduce the whole item
-for _name in ("sum", "mean", "nansum", "nanmean", "amax", "amin", "logsumexp", "count_nonzero", "any", "all",
-              "argmax", "argmin", "std", "var", "prod"):
-    _default = REQUIRED if _name == "logsumexp" else REDUCE_ALL
-    _params = ("dim",) if _name in ("count_nonzero",) else ("dim", "keepdim")
-    _kwonly = {"sum": ("dtype",), "mean": ("dtype",), "nansum": ("dtype",), "nanmean": ("dtype",),
-               "prod": ("dtype",), "std": ("correction", "unbiased"), "var": ("correction", "unbiased")}
-    _op_entry = _op(params=_params, kwonly=_kwonly.get(_name, ()), dims={"dim": _default}, out="reduce")
-    FUNCTIONS[f"torch.{_name}"] = _op_entry
-    METHODS[_name] = _op_entry
-# max()/min() without arguments reduce the item; with a dim they return (values, indices)
-for _name in ("max", "min"):
-    METHODS[_name] = _op(dims={"dim": REDUCE_ALL}, out="reduce", rename=f"a{_name}")
-    FUNCTIONS[f"torch.{_name}"] = METHODS[_name]
-METHODS["norm"] = _op(params=("p", "dim", "keepdim"), kwonly=("dtype",), dims={"dim": REDUCE_ALL}, out="reduce")
-
-# layers that take a batch first: pooling and conv see `x[i].unsqueeze(0)` as a batch of one
-_F = "torch.nn.functional."
-for _k in (1, 2, 3):
-    FUNCTIONS[f"{_F}conv{_k}d"] = _op(params=("weight", "bias", "stride", "padding", "dilation", "groups"),
-                                     item="exact", b1="exact", spatial=_k, out="same")
-    FUNCTIONS[f"{_F}conv_transpose{_k}d"] = _op(
-        params=("weight", "bias", "stride", "padding", "output_padding", "groups", "dilation"),
-        item="exact", b1="exact", spatial=_k, out="same")
-    # each channel pools on its own: a 2-D item in a batch of one is one channel, the same
-    FUNCTIONS[f"{_F}max_pool{_k}d"] = _op(
-        params=("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
-        item="exact", b1="any", spatial=_k, out="same", forbid=("return_indices",))
-    FUNCTIONS[f"{_F}avg_pool{_k}d"] = _op(
-        params=("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
-        + (("divisor_override",) if _k > 1 else ()), item="exact", b1="any", spatial=_k, out="same")
-    FUNCTIONS[f"{_F}adaptive_avg_pool{_k}d"] = _op(params=("output_size",), item="exact", b1="any", spatial=_k)
-    FUNCTIONS[f"{_F}adaptive_max_pool{_k}d"] = _op(params=("output_size", "return_indices"), item="exact",
-                                                  b1="any", spatial=_k, forbid=("return_indices",))
-FUNCTIONS[f"{_F}interpolate"] = _op(
-    params=("size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias"),
-    item=None, b1="any")
-FUNCTIONS[f"{_F}group_norm"] = _op(params=("num_groups", "weight", "bias", "eps"), item=None, b1="any")
-FUNCTIONS[f"{_F}linear"] = _op(params=("weight", "bias"), min_rank=1, item="any", b1="lo1")
-FUNCTIONS[f"{_F}layer_norm"] = _op(params=("normalized_shape", "weight", "bias", "eps"), min_rank=1)
-
-# reductions that take a tuple of dims (the others reduce a flattened item)
-_TUPLE_DIMS = {"sum", "mean", "nansum", "nanmean", "amax", "amin", "std", "var", "count_nonzero", "any", "all",
-               "vector_norm"}
-# matrix products: exact only for some ranks of their operands (see `_matmul`)
-MATMUL = {"torch.matmul", "torch.mm", "torch.bmm", "torch.mv"}
 # a batch of one stays a batch of one through these (per-element, no tensor arguments)
-_B1_METHODS = {"detach", "cpu", "float", "double", "half", "bfloat16", "contiguous", "clone", "to"} | _UNARY
-_B1_FUNCTIONS = {f"torch.{n}" for n in _UNARY} | {f"{_F}{n}" for n in _FUNCTIONAL}
+_B1_METHODS = {"detach", "cpu", "float", "double", "half", "bfloat16", "contiguous", "clone", "to"} | UNARY
+_B1_FUNCTIONS = {f"torch.{n}" for n in UNARY} | {f"torch.nn.functional.{n}" for n in FUNCTIONAL}
 _VIEW_METHODS = {"detach", "cpu", "float", "double", "half", "bfloat16", "contiguous", "to"}
 
 
@@ -210,28 +40,39 @@ class B1:
 
 
 @dataclass
+class Held:
+    """What a rule made of one call (or `x[k]`, `a @ b`): its lifted value, the rank of one
+    iteration's value, and the batch of one it is, if it is one."""
+
+    lifted: Lifted
+    rank: Rank = UNKNOWN
+    b1: B1 | None = None
+
+
+@dataclass
 class BatchLifter:
     """Lifts a loop-body expression that calls batched torch ops, over the shared lifter.
 
-    Calls from the table are lifted here, innermost first, and stand in the expression
-    as placeholder names that `loopvec.lift` resolves through `scope.temps`; everything
-    around them (operators, elementwise functions) is the shared lifter's.
+    The table's rules are the scope's `calls` rule. They are applied innermost first --
+    each rule reads the ranks and batches of one of its operands -- before the shared
+    lifter lifts the expression; everything around them (operators, elementwise
+    functions) is the shared lifter's.
     """
 
     scope: LiftScope
     ctx: PatternContext
     ranks: dict[str, Rank]  # declared ranks of the function's names
     values: dict[str, Rank] = field(default_factory=dict)  # per-item ranks of lifted names
-    b1: dict[str, B1] = field(default_factory=dict)
+    b1: dict[str, B1] = field(default_factory=dict)  # temporaries that are batches of one
     used: list[str] = field(default_factory=list)  # what was batched, for the message
-    origin: dict[str, str] = field(default_factory=dict)  # placeholder -> the source it stands for
     assumed: list[str] = field(default_factory=list)  # what a rewrite relies on beyond the data
-    count: int = 0
+    held: dict[int, tuple[cst.CSTNode, Held]] = field(default_factory=dict)  # what the rules made of nodes
 
     @classmethod
     def for_loop(cls, loop: Loop, ctx: PatternContext) -> BatchLifter:
         scope = LiftScope.for_loop(ctx.info, ctx.torch, loop.domain, set(loop.domain.names) | set(loop.assigned))
         lifter = cls(scope, ctx, declared_ranks(loop, ctx.info))
+        scope.use_calls(lifter._rule)
         for name, array in loop.domain.elements:
             lifter.values[name] = lifter._array_rank(array).minus(1)
         return lifter
@@ -245,9 +86,12 @@ class BatchLifter:
 
     def rank_of(self, node: cst.BaseExpression) -> Rank:
         """What is known about the rank of one iteration's value of `node`."""
+        held = self._held_of(node)
+        if held is not None:
+            return held.b1.rank if held.b1 is not None else held.rank
         if isinstance(node, cst.Name):
             if node.value in self.b1:
-                return self.b1[node.value].rank
+                return self._b1_of(node).rank
             return self.values.get(node.value, UNKNOWN)
         if isinstance(node, cst.Subscript):
             dom = self.scope.domain
@@ -279,40 +123,62 @@ class BatchLifter:
     def _batched(self, node: cst.BaseExpression) -> bool:
         return bool(names_in(node) & self.scope.loop_names)
 
-    # ------------------------------------------------------------------ placeholders
-    def _hold(self, value: Lifted, rank: Rank, what: str) -> cst.Name:
-        name = f"__lv{self.count}"
-        self.count += 1
-        self.scope.loop_names.add(name)
-        self.scope.temps[name] = value
-        self.values[name] = rank
-        self.used.append(what)
-        return cst.Name(name)
+    # ------------------------------------------------------------------ the rule
+    def _rule(self, node: cst.BaseExpression, scope: LiftScope) -> Lifted | None:
+        """The scope's `calls` rule: a table call, a batch of one, or a matrix product."""
+        if isinstance(node, cst.Call):
+            held = self.call(node) if self._batched(node) else None
+        elif isinstance(node, cst.Subscript):
+            held = self.subscript(node)
+        elif isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.MatrixMultiply):
+            held = self.matmul(node.left, node.right, self.source(node))
+            if held is None:
+                raise LiftError(f"`{code(node)}` per element")
+        else:
+            return None
+        if held is None:
+            return None
+        self.held[id(node)] = (node, held)
+        return held.lifted
 
-    def _hold_b1(self, value: B1, what: str | None) -> cst.Name:
-        name = f"__lv{self.count}"
-        self.count += 1
-        self.scope.loop_names.add(name)
-        # anything but a batch-first consumer sees row i as `node[i:i+1]`
-        self.scope.temps[name] = Lifted(_method(value.node, "unsqueeze", "1"), True, "tensor", fresh=value.fresh)
-        self.b1[name] = value
+    def _apply_rules(self, node: cst.CSTNode) -> None:
+        """The rules for every call, `x[k]` and `a @ b` in `node`, innermost first."""
+        if isinstance(node, (cst.Lambda, cst.ListComp, cst.GeneratorExp)):
+            return
+        for child in node.children:
+            self._apply_rules(child)
+        if isinstance(node, (cst.Call, cst.Subscript, cst.BinaryOperation)):
+            self.scope.rule(node)
+
+    def _held_of(self, node: cst.BaseExpression) -> Held | None:
+        kept = self.held.get(id(node))
+        return kept[1] if kept is not None and kept[0] is node else None
+
+    def _b1_of(self, node: cst.BaseExpression) -> B1 | None:
+        """The batch of one `node` is: a rule's, or a temporary's."""
+        held = self._held_of(node)
+        if held is not None:
+            return held.b1
+        if isinstance(node, cst.Name):
+            return self.b1.get(node.value)
+        return None
+
+    def _hold(self, value: Lifted, rank: Rank, what: str) -> Held:
+        self.used.append(what)
+        return Held(value, rank)
+
+    def _hold_b1(self, value: B1, what: str | None) -> Held:
         if what:
             self.used.append(what)
-        return cst.Name(name)
+        # anything but a batch-first consumer sees row i as `node[i:i+1]`
+        return Held(Lifted(_method(value.node, "unsqueeze", "1"), True, "tensor", fresh=value.fresh), value.rank, value)
 
     # ------------------------------------------------------------------ entry points
-    def prelift(self, node: cst.BaseExpression) -> cst.BaseExpression:
-        """`node` with every batched call replaced by a placeholder name."""
-        return node.visit(_Prelift(self))
-
     def lift_value(self, node: cst.BaseExpression) -> Lifted | B1:
         """Like `lift`, but a value that is a batch of one per iteration stays a `B1`."""
-        return self._lift_held(self.prelift(node))
-
-    def _lift_held(self, held: cst.BaseExpression) -> Lifted | B1:
-        if isinstance(held, cst.Name) and held.value in self.b1:
-            return self.b1[held.value]
-        return lift(held, self.scope)
+        self._apply_rules(node)
+        lifted = lift(node, self.scope)
+        return self._b1_of(node) or lifted
 
     def temps(self, statements) -> list[str]:
         """`t = expr` statements of the body, in order, as whole-array statements."""
@@ -323,9 +189,8 @@ class BatchLifter:
                     and isinstance(small.targets[0].target, cst.Name)):
                 raise LiftError(f"statement `{code(stmt)}` in the loop body")
             name = small.targets[0].target.value
-            held = self.prelift(small.value)
-            rank = self.rank_of(held)
-            value = self._lift_held(held)
+            value = self.lift_value(small.value)
+            rank = self.rank_of(small.value)
             if isinstance(value, B1):
                 out.append(f"{name} = {code(value.node)}")
                 self.values.pop(name, None)
@@ -341,11 +206,11 @@ class BatchLifter:
         return out
 
     # ------------------------------------------------------------------ calls
-    def call(self, node: cst.Call) -> cst.BaseExpression | None:
-        """A placeholder for `node` when it is a batched call this lifter knows; else None."""
+    def call(self, node: cst.Call) -> Held | None:
+        """What `node` is when it is a batched call this lifter knows; else None."""
         qual = self.ctx.info.qualname(node.func)
-        if qual in FUNCTIONS:
-            return self._apply(node, FUNCTIONS[qual], qual.rsplit(".", 1)[-1], method=False)
+        if qual in DIM_FUNCTIONS:
+            return self._apply(node, DIM_FUNCTIONS[qual], qual.rsplit(".", 1)[-1], method=False)
         if qual in MATMUL:
             return self._matmul_call(node, qual)
         if qual in _B1_FUNCTIONS:
@@ -367,15 +232,15 @@ class BatchLifter:
                     args=[cst.Arg(receiver), *node.args]), f"torch.{name}")
             if name == "permute":
                 return self._permute(node)
-            if name in METHODS:
-                return self._apply(node, METHODS[name], name, method=True)
+            if name in DIM_METHODS:
+                return self._apply(node, DIM_METHODS[name], name, method=True)
             if name in ("cuda", "cpu") and not node.args:
                 obj = lift(receiver, self.scope)
                 return self._hold(Lifted(_method(obj.node, name), True, "tensor", fresh=False),
                                   self.rank_of(receiver), name)
         return None
 
-    def subscript(self, node: cst.Subscript) -> cst.BaseExpression | None:
+    def subscript(self, node: cst.Subscript) -> Held | None:
         """`x[i][None]`, `x[i:i+1]`: a batch of one; `b[0]` of a batch of one: its row."""
         if len(node.slice) != 1 or not self._batched(node):
             return None
@@ -402,9 +267,9 @@ class BatchLifter:
         return literal_dim(arg.value) == 0
 
     def _is_b1(self, node: cst.BaseExpression) -> bool:
-        return isinstance(node, cst.Name) and node.value in self.b1
+        return self._b1_of(node) is not None
 
-    def _batch_of_one(self, item: cst.BaseExpression) -> cst.BaseExpression | None:
+    def _batch_of_one(self, item: cst.BaseExpression) -> Held | None:
         value = lift(item, self.scope)
         if not value.batched or value.kind != "tensor":
             return None
@@ -412,14 +277,14 @@ class BatchLifter:
                                                  None if self.rank_of(item).exact is None
                                                  else self.rank_of(item).exact + 1), value.fresh), None)
 
-    def _unbatch_one(self, node: cst.Name) -> cst.BaseExpression:
-        b = self.b1[node.value]
+    def _unbatch_one(self, node: cst.BaseExpression) -> Held:
+        b = self._b1_of(node)
         if b.producer is not None:
             # out[0] is row 0 of a tensor, but the first element of a tuple
             self.assumed.append(f"`{b.producer}` returns a tensor")
         return self._hold(Lifted(b.node, True, "tensor", fresh=b.fresh), b.rank.minus(1), "row of a batch of one")
 
-    def _b1_passthrough(self, node: cst.Call, method: bool) -> cst.BaseExpression | None:
+    def _b1_passthrough(self, node: cst.Call, method: bool) -> Held | None:
         """relu(conv2d(x[i:i+1], w)): still a batch of one, with no tensor arguments."""
         if method:
             receiver, args = node.func.value, node.args
@@ -435,7 +300,7 @@ class BatchLifter:
             return None
         if any(a.keyword is not None and a.keyword.value == "inplace" for a in args):
             return None
-        b = self.b1[receiver.value]
+        b = self._b1_of(receiver)
         fn = node.func.attr.value if method else (self.ctx.info.qualname(node.func) or "").rsplit(".", 1)[-1]
         if method:
             new = node.with_changes(func=node.func.with_changes(value=_paren(b.node)))
@@ -471,7 +336,7 @@ class BatchLifter:
                 raise LiftError(f"`{what}` with `{key}=` returns more than one tensor")
         return bound
 
-    def _apply(self, node: cst.Call, op: Op, name: str, method: bool) -> cst.BaseExpression | None:
+    def _apply(self, node: cst.Call, op: Op, name: str, method: bool) -> Held | None:
         what = self.source(node.func)
         bound = self._bind(node, op, method, what)
         input_expr = node.func.value if method else (bound["input"].value if "input" in bound else None)
@@ -543,7 +408,7 @@ class BatchLifter:
                     raise LiftError(self._rank_advice(input_expr, what, "at least one dim per item"))
                 rename = op.rename
                 removed = "all"
-                if rank.exact is not None and (rename or name) in _TUPLE_DIMS:
+                if rank.exact is not None and (rename or name) in TUPLE_DIMS:
                     extra[param] = "1" if rank.exact == 1 else dims_code(tuple(range(1, rank.exact + 1)))
                 else:
                     # prod, argmax, norm take one dim: the item's dims flattened into one
@@ -564,8 +429,8 @@ class BatchLifter:
         fresh = op.fresh or value.fresh
         return self._hold(Lifted(call, True, "tensor", fresh=fresh), out_rank, name)
 
-    def _apply_b1(self, node: cst.Call, op: Op, input_expr: cst.Name, what: str, method: bool):
-        b = self.b1[input_expr.value]
+    def _apply_b1(self, node: cst.Call, op: Op, input_expr: cst.BaseExpression, what: str, method: bool) -> Held:
+        b = self._b1_of(input_expr)
         item_rank = b.rank.minus(1)
         if op.b1 == "exact" and item_rank.exact != op.spatial + 1:
             raise LiftError(self._rank_advice(input_expr, what, f"exactly {op.spatial + 1} dims per item",
@@ -582,10 +447,10 @@ class BatchLifter:
         # layers that take a batch first keep the rank of their input
         return self._hold_b1(B1(new, b.rank, True), what.rsplit(".", 1)[-1])
 
-    def _keep_b1(self, node, op: Op, bound, input_expr: cst.Name, method: bool, name: str):
+    def _keep_b1(self, node, op: Op, bound, input_expr: cst.BaseExpression, method: bool, name: str) -> Held | None:
         """softmax(model(x[i:i+1]), dim=1): a dim past the batch of one names the same dim of
         the batch, so the call stays as written. None when some dim could be dim 0."""
-        b = self.b1[input_expr.value]
+        b = self._b1_of(input_expr)
         item_lo = b.rank.minus(1).lo
         if not op.dims or op.item != "any" or item_lo < op.min_rank:
             return None
@@ -670,14 +535,8 @@ class BatchLifter:
         return UNKNOWN
 
     def source(self, node: cst.BaseExpression) -> str:
-        """`node` as the user wrote it (placeholders put back)."""
-        return self.explain(code(node))
-
-    def explain(self, text: str) -> str:
-        """A message with the placeholders put back, newest first (they nest)."""
-        for name in sorted(self.origin, key=lambda n: -int(n[4:])):
-            text = text.replace(name, self.origin[name])
-        return text
+        """`node` as the user wrote it."""
+        return code(node)
 
     def _rank_advice(self, node: cst.BaseExpression, what: str, need: str, item: bool = False,
                      invariant: bool = False) -> str:
@@ -688,7 +547,7 @@ class BatchLifter:
         hint = f" (say so with `# loopvec: shapes {arrays[0]}={dims}` on the def line)" if arrays else ""
         return f"`{what}` is exact only with {need}, and the rank of `{self.source(node)}` is not declared{hint}"
 
-    def _permute(self, node: cst.Call) -> cst.BaseExpression:
+    def _permute(self, node: cst.Call) -> Held:
         args = node.args
         if any(a.star or a.keyword is not None for a in args):
             raise LiftError("`permute` with keywords or starred arguments")
@@ -708,7 +567,7 @@ class BatchLifter:
         return self._hold(Lifted(new, True, "tensor", fresh=value.fresh), Rank(len(dims), len(dims)), "permute")
 
     # ------------------------------------------------------------------ matrix products
-    def matmul(self, left: cst.BaseExpression, right: cst.BaseExpression, what: str) -> cst.BaseExpression | None:
+    def matmul(self, left: cst.BaseExpression, right: cst.BaseExpression, what: str) -> Held | None:
         """`a @ b` per item: which batched spelling is exact depends on both ranks."""
         lb, rb = self._batched(left), self._batched(right)
         if not (lb or rb):
@@ -790,7 +649,7 @@ class BatchLifter:
             return r if r.exact is not None and r.exact <= 2 else UNKNOWN
         return UNKNOWN
 
-    def _matmul_call(self, node: cst.Call, qual: str) -> cst.BaseExpression | None:
+    def _matmul_call(self, node: cst.Call, qual: str) -> Held | None:
         what = self.source(node.func)
         if len(node.args) != 2 or any(a.keyword is not None or a.star for a in node.args):
             if any(self._batched(a.value) for a in node.args):
@@ -831,45 +690,6 @@ def _paren(node: cst.BaseExpression) -> cst.BaseExpression:
 
 def _method(node: cst.BaseExpression, name: str, *args: str) -> cst.BaseExpression:
     return cst.parse_expression(f"{code(_paren(node))}.{name}({', '.join(args)})")
-
-
-class _Prelift(cst.CSTTransformer):
-    """Replaces batched calls by placeholders, innermost first (children are visited first)."""
-
-    def __init__(self, lifter: BatchLifter) -> None:
-        self.lifter = lifter
-
-    def visit_Lambda(self, node) -> bool:
-        return False
-
-    def visit_ListComp(self, node) -> bool:
-        return False
-
-    def visit_GeneratorExp(self, node) -> bool:
-        return False
-
-    def _held(self, original: cst.CSTNode, out: cst.BaseExpression | None, updated):
-        if out is None:
-            return updated
-        if isinstance(out, cst.Name) and out.value.startswith("__lv"):
-            self.lifter.origin.setdefault(out.value, code(original))
-        return out
-
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        if not self.lifter._batched(updated):
-            return updated
-        return self._held(original, self.lifter.call(updated), updated)
-
-    def leave_Subscript(self, original: cst.Subscript, updated: cst.Subscript) -> cst.BaseExpression:
-        return self._held(original, self.lifter.subscript(updated), updated)
-
-    def leave_BinaryOperation(self, original, updated: cst.BinaryOperation) -> cst.BaseExpression:
-        if isinstance(updated.operator, cst.MatrixMultiply):
-            out = self.lifter.matmul(updated.left, updated.right, self.lifter.source(updated))
-            if out is None:
-                raise LiftError(f"`{code(original)}` per element")
-            return self._held(original, out, updated)
-        return updated
 
 
 # --------------------------------------------------------------------------- assembling
@@ -980,15 +800,9 @@ class BatchedOp:
     ORDER = 40
 
     def match(self, loop: Loop, ctx: PatternContext) -> Rewrite | Decline:
-        problem = map_loop_problem(loop)
-        if problem:
-            return Decline(self.NAME, problem)
-        shape = map_shape(loop)
+        shape = map_loop(loop)
         if isinstance(shape, str):
             return Decline(self.NAME, shape)
-        problem = used_after_problem(loop, set())
-        if problem:
-            return Decline(self.NAME, problem)
         shape = inline_last_temp(shape)
         lifter = BatchLifter.for_loop(loop, ctx)
         try:
@@ -999,4 +813,4 @@ class BatchedOp:
                 return Decline(self.NAME, "no batched torch op in the body (see elementwise)")
             return build_rewrite(self.NAME, loop, ctx, shape, lifter, lines, value)
         except LiftError as exc:
-            return Decline(self.NAME, lifter.explain(str(exc)))
+            return Decline(self.NAME, str(exc))

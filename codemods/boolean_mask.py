@@ -6,12 +6,13 @@ from dataclasses import dataclass, replace
 
 import libcst as cst
 
-from codemods.where import MASK, CondLifter, adjacent, between_problem, conjoin, name_mask, output_read_problem
 from loopvec.analysis.domain import Domain, DomainError, build_domain
 from loopvec.analysis.loops import Loop, flatten_subscript
 from loopvec.analysis.module import code
 from loopvec.assemble import collect
-from loopvec.guards import map_loop_problem, used_after_problem
+from loopvec.conditions import MASK, CondLifter, conjoin, name_mask
+from loopvec.guards import adjacent, between_problem, collected_list, map_loop_problem, output_read_problem, \
+    used_after_problem
 from loopvec.lift import LiftError, LiftScope, Lifted, as_operand, method
 from loopvec.rewrite import SAFE, Decline, Edit, PatternContext, Rewrite
 
@@ -115,14 +116,10 @@ class BooleanMask:
         problem = output_read_problem(loop, target)
         if problem:
             return problem
-        init = loop.setup.get(target)
-        if init is None or init.kind != "list" or init.interleaved:
-            return f"`{target}` is not an empty list right before the loop"
-        finish = loop.finish.get(target)
-        if finish is None:
-            return f"`{target}` is not turned into a tensor with torch.stack/tensor/cat"
-        if finish.list_used_later:
-            return f"the list `{target}` is used after it is stacked"
+        found = collected_list(loop, target)
+        if isinstance(found, str):
+            return found
+        init, finish = found
         return None
 
     def _rewrite(self, loop: Loop, view: Loop, shape: _Shape, ctx: PatternContext, depth: int = 1,

@@ -6,13 +6,16 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from codemods.gather import full_dtype_problem, function_bindings, measures, python_lists, sizes_of
+from loopvec.analysis.bindings import full_dtype_problem, function_bindings, measures, sizes_of
+from loopvec.analysis.facts import python_lists
 from loopvec.analysis.loops import Init, Loop
 from loopvec.analysis.module import code, dotted
-from loopvec.guards import used_after_problem
+from loopvec.guards import body_problem, used_after_problem
+from loopvec.dtypes import FLOATING_DTYPES, TORCH_DTYPES
 from loopvec.rewrite import SAFE, Decline, Edit, PatternContext, Rewrite
 
-_FLOAT_DTYPES = {"float", "float32", "float64", "double", "half", "float16", "bfloat16"}
+# `torch.<name>` spellings of real floating dtypes
+_FLOAT_DTYPES = {name for name, dtype in TORCH_DTYPES.items() if dtype in FLOATING_DTYPES and "complex" not in dtype}
 
 
 class Cumulative:
@@ -65,16 +68,10 @@ class Cumulative:
         # for v in values (a list), while, zip(...): not an index walk over a tensor
         if loop.domain is None or loop.domain.kind != "range":
             return Decline(self.NAME, loop.domain_problem or "does not walk a range of indices")
-        # break/return stop early: the scan would run to the end
-        stops = loop.control & {"break", "return", "yield", "raise", "await", "continue", "while",
-                                "try", "with", "else"}
-        if stops:
-            return Decline(self.NAME, f"`{sorted(stops)[0]}` in the loop body")
-        # print, random numbers: running once is not running n times
-        if loop.side_effects:
-            return Decline(self.NAME, f"side effect: {loop.side_effects[0]}")
-        if loop.nested:
-            return Decline(self.NAME, "nested loop")
+        # break/return stop early (the scan would run to the end); print, random numbers
+        problem = body_problem(loop, carried=False)
+        if problem:
+            return Decline(self.NAME, problem)
         if loop.appends or loop.accumulators:
             return Decline(self.NAME, "appends or accumulates: not an indexed scan")
         # t = x[i-1] * 2; x[i] += t: temporaries are not lifted here
@@ -85,7 +82,7 @@ class Cumulative:
         if problem:
             return Decline(self.NAME, problem)
         # values: list[float]: `values[:] = torch.cumsum(values, 0)` would not even run
-        lists = python_lists(loop)
+        lists = python_lists(loop, ctx.info)
         if lists:
             return Decline(self.NAME, f"`{lists[0]}` is a Python list, not a tensor")
         try:

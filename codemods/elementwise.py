@@ -5,8 +5,9 @@ from __future__ import annotations
 import libcst as cst
 
 from loopvec.analysis.loops import Loop
+from loopvec.analysis.module import only
 from loopvec.assemble import collect, store
-from loopvec.guards import map_loop_problem, used_after_problem
+from loopvec.guards import collected_list, map_loop_problem, used_after_problem
 from loopvec.lift import LiftError, LiftScope, lift, lift_temps
 from loopvec.rewrite import SAFE, Decline, Edit, PatternContext, Rewrite
 
@@ -81,7 +82,7 @@ class Elementwise:
         if problem:
             return Decline(self.NAME, problem)
         scope = LiftScope.for_loop(ctx.info, ctx.torch, loop.domain, set(loop.domain.names) | set(loop.assigned))
-        if len(loop.appends) == 1 and not loop.writes and loop.appends[0].statement is _only(last):
+        if len(loop.appends) == 1 and not loop.writes and loop.appends[0].statement is only(last):
             return self._appended(loop, ctx, scope, temps)
         if len(loop.writes) == 1 and not loop.appends and _is_store(last, loop):
             return self._stored(loop, ctx, scope, temps)
@@ -89,16 +90,10 @@ class Elementwise:
 
     def _appended(self, loop, ctx, scope, temps) -> Rewrite | Decline:
         app = loop.appends[0]
-        init = loop.setup.get(app.target)
-        # `out` filled before the loop, or read between: the list is more than this loop's
-        if init is None or init.kind != "list" or init.interleaved:
-            return Decline(self.NAME, f"`{app.target}` is not an empty list right before the loop")
-        finish = loop.finish.get(app.target)
-        # the list itself is used afterwards (len(out), out[0], returned as a list)
-        if finish is None:
-            return Decline(self.NAME, f"`{app.target}` is not turned into a tensor with torch.stack/tensor/cat")
-        if finish.list_used_later:
-            return Decline(self.NAME, f"the list `{app.target}` is used after it is stacked")
+        found = collected_list(loop, app.target)
+        if isinstance(found, str):
+            return Decline(self.NAME, found)
+        init, finish = found
         lines = lift_temps(temps, scope)
         value = lift(app.value, scope)
         new = collect(finish, value, scope)
@@ -121,7 +116,7 @@ class Elementwise:
             return Decline(self.NAME, f"`{write.array}` is bound in the loop")
         init = loop.setup.get(write.array)
         lines = lift_temps(temps, scope)
-        value = lift(_only(loop.body[-1]).targets[0].target and _only(loop.body[-1]).value, scope)
+        value = lift(only(loop.body[-1]).targets[0].target and only(loop.body[-1]).value, scope)
         stored = store(init, write, value, scope, loop)
         edits = [Edit(loop.node, "\n".join([*lines, stored.statement]))]
         if stored.drop_init:
@@ -142,13 +137,7 @@ def _has_conditional(loop: Loop) -> bool:
     return bool(found)
 
 
-def _only(stmt: cst.BaseStatement) -> cst.BaseSmallStatement | None:
-    if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1:
-        return stmt.body[0]
-    return None
-
-
 def _is_store(stmt: cst.BaseStatement, loop: Loop) -> bool:
-    small = _only(stmt)
+    small = only(stmt)
     return (isinstance(small, cst.Assign) and len(small.targets) == 1
             and small.targets[0].target is loop.writes[0].node)

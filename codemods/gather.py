@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from loopvec.analysis.bindings import allocated_rank, full_dtype_problem, function_bindings, measures, sizes_of
+from loopvec.analysis.facts import python_lists
 from loopvec.analysis.loops import Init, Loop, names_in
-from loopvec.analysis.module import code, dotted
+from loopvec.analysis.module import code, dotted, number_value, only
 from loopvec.assemble import collect, store
-from loopvec.guards import map_loop_problem, used_after_problem
+from loopvec.guards import collected_list, map_loop_problem, used_after_problem
 from loopvec.lift import Lifted, LiftError, LiftScope, as_operand, lift
 from loopvec.rewrite import SAFE, Decline, Edit, PatternContext, Rewrite
 
@@ -70,7 +72,7 @@ class Gather:
         if problem:
             return Decline(self.NAME, problem)
         # `for v in values` where values = [..] or `values: list[int]`: no tensor to index with
-        lists = python_lists(loop)
+        lists = python_lists(loop, ctx.info)
         if lists:
             return Decline(self.NAME, f"`{lists[0]}` is a Python list, not a tensor")
         try:
@@ -102,7 +104,7 @@ class Gather:
         problem = used_after_problem(loop, set())
         if problem:
             return Decline(self.NAME, problem)
-        small = _only(loop.body[0])
+        small = only(loop.body[0])
         scope = _scope(loop, ctx)
         if len(loop.appends) == 1 and not loop.writes and small is loop.appends[0].statement:
             return self._appended(loop, ctx, scope)
@@ -116,16 +118,10 @@ class Gather:
 
     def _appended(self, loop: Loop, ctx: PatternContext, scope: LiftScope) -> Rewrite | Decline:
         app = loop.appends[0]
-        init = loop.setup.get(app.target)
-        # `rows` filled before the loop, or read in between: the list holds more than this loop
-        if init is None or init.kind != "list" or init.interleaved:
-            return Decline(self.NAME, f"`{app.target}` is not an empty list right before the loop")
-        finish = loop.finish.get(app.target)
-        # the list itself is used afterwards (len(rows), returned as a list)
-        if finish is None:
-            return Decline(self.NAME, f"`{app.target}` is not turned into a tensor with torch.stack/tensor/cat")
-        if finish.list_used_later:
-            return Decline(self.NAME, f"the list `{app.target}` is used after it is stacked")
+        found = collected_list(loop, app.target)
+        if isinstance(found, str):
+            return Decline(self.NAME, found)
+        init, finish = found
         read = gathered_read(app.value, scope, ctx)
         new = collect(finish, read.lifted, scope)
         final = f"{finish.target} = {new}" if finish.target else f"return {new}"
@@ -211,7 +207,7 @@ class Gather:
         problem = _not_a_tensor(init, base)
         if problem:
             return Decline(self.NAME, problem)
-        one_d = init is not None and _allocated_rank(init) == 1
+        one_d = init is not None and allocated_rank(init) == 1
         value = lift(small.value, scope)
         idx = comp.code
         wrapped = f"{ctx.torch}.where({idx} < 0, {idx} + len({base}), {idx})"
@@ -223,10 +219,10 @@ class Gather:
                 if problem:
                     return Decline(self.NAME, problem)
             # out[k] += v casts v into out's dtype at every step; index_add_ wants them equal
-            source = f"{_operand(value.code)}.to({base}.dtype)"
+            source = f"{as_operand(value.code)}.to({base}.dtype)"
             if isinstance(op, cst.SubtractAssign):
                 source = f"{source}.neg()"
-        elif _numeric_literal(small.value):
+        elif number_value(small.value) is not None:
             amount = code(small.value)
             if isinstance(op, cst.SubtractAssign):
                 amount = amount[1:] if amount.startswith("-") else f"-{amount}"
@@ -272,8 +268,7 @@ def classify(sl: cst.BaseSlice, scope: LiftScope, ctx: PatternContext) -> Compon
     if isinstance(node, cst.Name) and node.value in scope.elements:
         arrays = dict(dom.elements)
         return Component("gather", scope.elements[node.value].code, arrays[node.value])
-    if _numeric_literal(node) and isinstance(
-            node.expression if isinstance(node, cst.UnaryOperation) else node, cst.Integer):
+    if isinstance(number_value(node), int):
         return Component("const", code(node))
     if isinstance(node, cst.Subscript) and len(node.slice) == 1 and isinstance(node.slice[0].slice, cst.Index):
         inner = node.slice[0].slice.value
@@ -357,41 +352,8 @@ def _assumptions(scope: LiftScope, indices) -> tuple[str, ...]:
     return tuple(dict.fromkeys(notes))
 
 
-def _only(stmt: cst.BaseStatement) -> cst.BaseSmallStatement | None:
-    if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1:
-        return stmt.body[0]
-    return None
-
-
 def _single_level(node: cst.Subscript) -> bool:
     return not isinstance(node.value, cst.Subscript)
-
-
-def _operand(text: str) -> str:
-    return as_operand(text)
-
-
-def _numeric_literal(node: cst.BaseExpression) -> bool:
-    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus):
-        node = node.expression
-    return isinstance(node, (cst.Integer, cst.Float))
-
-
-def sizes_of(init: Init) -> list[cst.BaseExpression] | None:
-    """The size arguments of `torch.zeros(n, d)`, `torch.zeros((n, d))`, `x.new_zeros(n, d)`."""
-    call = init.value
-    if not isinstance(call, cst.Call):
-        return None
-    sizes = [a.value for a in call.args if a.keyword is None and not a.star]
-    if any(a.star for a in call.args) or not sizes:
-        return None
-    if init.call and init.call.endswith("full"):
-        sizes = sizes[:1]
-    if len(sizes) == 1 and isinstance(sizes[0], (cst.Tuple, cst.List)):
-        if any(isinstance(e, cst.StarredElement) for e in sizes[0].elements):
-            return None
-        sizes = [e.value for e in sizes[0].elements]
-    return sizes
 
 
 def _not_a_tensor(init: Init | None, name: str) -> str | None:
@@ -400,29 +362,6 @@ def _not_a_tensor(init: Init | None, name: str) -> str | None:
     if init is None or init.kind not in ("alloc", "like", "clone", "param"):
         return f"`{name}` is not a tensor allocated in this function or passed in"
     return None
-
-
-def full_dtype_problem(init: Init) -> str | None:
-    """torch.full(size, 0) is int64 and torch.full(size, True) bool: not the default dtype."""
-    call = init.value
-    if init.call != "torch.full" or not isinstance(call, cst.Call):
-        return None
-    if any(a.keyword is not None and a.keyword.value == "dtype" for a in call.args):
-        return None
-    fill = [a.value for a in call.args if a.keyword is None]
-    value = fill[1] if len(fill) > 1 else None
-    if isinstance(value, cst.UnaryOperation):
-        value = value.expression
-    if isinstance(value, cst.Float):
-        return None
-    return f"`{code(call)}` takes its dtype from the fill value"
-
-
-def _allocated_rank(init: Init) -> int | None:
-    if init.kind != "alloc":
-        return None
-    sizes = sizes_of(init)
-    return len(sizes) if sizes else None
 
 
 def _row_shape_problem(init: Init, read: GatheredRead, loop: Loop) -> str | None:
@@ -476,144 +415,3 @@ def _scatter_rows_problem(init: Init | None, value: cst.BaseExpression, scope: L
             return (f"cannot prove `{code(size)}` is `{array}.shape[{1 + k}]`: a narrower `{array}` "
                     f"would add one number to a whole row")
     return None
-
-
-def measures(node: cst.BaseExpression, array: str, dim: int, bindings: Bindings, direct: bool = True) -> bool:
-    """`node` is the size of `array` along `dim`: x.shape[d], x.size(d), len(x) (d=0), or a
-    name bound once to one of those (`d = x.shape[1]`, `n, d = x.shape`).
-
-    A size computed before the loop (a bound name; with `direct=False`, an allocation's
-    size argument) measures the array the loop sees only if the array is never rebound.
-    """
-    if isinstance(node, cst.Name):
-        bound = bindings.values.get(node.value)
-        if bound is None or array.split(".")[0] in bindings.rebound:
-            return False
-        if isinstance(bound, tuple):
-            return bound == (array, dim)
-        return measures(bound, array, dim, Bindings({}, bindings.rebound))
-    if not direct and array.split(".")[0] in bindings.rebound:
-        return False
-    if isinstance(node, cst.Subscript) and len(node.slice) == 1 and isinstance(node.slice[0].slice, cst.Index):
-        base = node.value
-        if isinstance(base, cst.Attribute) and base.attr.value == "shape" and dotted(base.value) == array:
-            return _int_value(node.slice[0].slice.value) == dim
-    if isinstance(node, cst.Call) and len(node.args) == 1 and node.args[0].keyword is None:
-        func = node.func
-        if isinstance(func, cst.Attribute) and func.attr.value == "size" and dotted(func.value) == array:
-            return _int_value(node.args[0].value) == dim
-        if isinstance(func, cst.Name) and func.value == "len" and dim == 0:
-            return dotted(node.args[0].value) == array
-    return False
-
-
-def _int_value(node: cst.BaseExpression) -> int | None:
-    if isinstance(node, cst.Integer):
-        return int(node.evaluated_value)
-    return None
-
-
-@dataclass(frozen=True)
-class Bindings:
-    """`values`: names bound exactly once in a function (`d = x.shape[1]` -> the value
-    node, `n, d = x.shape` -> ("x", 1) for d); `rebound`: parameters assigned anywhere and
-    locals assigned more than once, whose sizes may change between two statements."""
-
-    values: dict
-    rebound: frozenset
-
-
-def _target_names(target: cst.BaseExpression) -> list[str]:
-    if isinstance(target, cst.Name):
-        return [target.value]
-    if isinstance(target, (cst.Tuple, cst.List)):
-        return [n for el in target.elements for n in _target_names(el.value)]
-    if isinstance(target, cst.StarredElement):
-        return _target_names(target.value)
-    return []  # x[i] = ..., x.a = ...: writes into an object, not a rebinding
-
-
-def function_bindings(function: cst.FunctionDef | None) -> Bindings:
-    if function is None:
-        return Bindings({}, frozenset())
-    found: dict[str, object] = {}
-    counts: dict[str, int] = {}
-
-    def bump(target, by: int = 1) -> None:
-        for name in _target_names(target):
-            counts[name] = counts.get(name, 0) + by
-
-    class _V(cst.CSTVisitor):
-        def visit_FunctionDef(self, node) -> bool:
-            return node is function
-
-        def visit_Lambda(self, node) -> bool:
-            return False
-
-        def visit_Assign(self, node: cst.Assign) -> None:
-            for t in node.targets:
-                target = t.target
-                bump(target)
-                if isinstance(target, cst.Name):
-                    found[target.value] = node.value
-                elif isinstance(target, (cst.Tuple, cst.List)):
-                    v = node.value
-                    shape_of = dotted(v.value) if isinstance(v, cst.Attribute) and v.attr.value == "shape" else None
-                    for k, el in enumerate(target.elements):
-                        if isinstance(el.value, cst.Name) and shape_of is not None:
-                            found[el.value.value] = (shape_of, k)
-
-        # bound in a way whose value is not one expression: never "bound once"
-        def visit_AugAssign(self, node) -> None:
-            bump(node.target, 2)
-
-        def visit_AnnAssign(self, node) -> None:
-            bump(node.target, 2)
-
-        def visit_For(self, node) -> None:
-            bump(node.target, 2)
-
-        def visit_NamedExpr(self, node) -> None:
-            bump(node.target, 2)
-
-        def visit_WithItem(self, node) -> None:
-            if node.asname is not None:
-                bump(node.asname.name, 2)
-
-    function.visit(_V())
-    params = {p.name.value for p in (*function.params.params, *function.params.posonly_params,
-                                     *function.params.kwonly_params)}
-    values = {k: v for k, v in found.items() if counts.get(k) == 1 and k not in params}
-    rebound = {k for k, c in counts.items() if c > 1 or (k in params and c > 0)}
-    return Bindings(values, frozenset(rebound))
-
-
-_LIST_ANNOTATIONS = ("list", "List", "Sequence", "tuple", "Tuple", "Iterable", "MutableSequence")
-
-
-def python_lists(loop: Loop) -> list[str]:
-    """Arrays the loop walks or indexes with that are visibly Python lists."""
-    function = loop.function
-    if function is None or loop.domain is None:
-        return []
-    names = {a.split(".")[0] for a in loop.domain.arrays}
-    names |= {r.array.split(".")[0] for r in (*loop.reads, *loop.writes)}
-    out = []
-    annotations = {}
-    for p in (*function.params.params, *function.params.posonly_params, *function.params.kwonly_params):
-        if p.annotation is not None:
-            annotations[p.name.value] = code(p.annotation.annotation)
-    bindings = function_bindings(function)
-    for name in sorted(names):
-        ann = annotations.get(name, "")
-        if ann.split("[")[0].split(".")[-1] in _LIST_ANNOTATIONS:
-            out.append(name)
-            continue
-        bound = bindings.values.get(name)
-        if isinstance(bound, (cst.List, cst.ListComp, cst.Tuple)):
-            out.append(name)
-        elif isinstance(bound, cst.Call) and (
-                (isinstance(bound.func, cst.Attribute) and bound.func.attr.value == "tolist")
-                or (isinstance(bound.func, cst.Name) and bound.func.value in ("list", "range", "tuple", "sorted"))):
-            out.append(name)
-    return out

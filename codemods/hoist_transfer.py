@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from codemods.sweep import function_facts
+from loopvec.analysis.facts import function_facts
 from loopvec.analysis.loops import Loop, names_in
-from loopvec.analysis.module import code, dotted
+from loopvec.analysis.module import code, dotted, fresh_name, used_names
 from loopvec.rewrite import SAFE, Decline, Edit, PatternContext, Rewrite
 
 
@@ -276,8 +276,7 @@ class _Rename(cst.CSTTransformer):
 
 def _rewrite(loop: Loop, ctx: PatternContext, transfers: list[Transfer]) -> Rewrite:
     node: cst.For = loop.node
-    dom = loop.domain
-    taken = names_in(loop.function) | {p.name.value for p in loop.function.params.params}
+    taken = used_names(loop.function)
     arrays: dict[str, str] = {}  # walked tensor -> moved name
     hoisted: list[str] = []
     seen: set[str] = set()
@@ -352,7 +351,4 @@ def _fresh(array: str, method: str, taken: set[str]) -> str:
         if base.endswith(suffix) and len(base) > len(suffix):
             base = base[: -len(suffix)]
             break
-    name, k = f"{base}{_SUFFIX[method]}", 2
-    while name in taken:
-        name, k = f"{base}{_SUFFIX[method]}{k}", k + 1
-    return name
+    return fresh_name(f"{base}{_SUFFIX[method]}", taken, first=2, sep="")

@@ -8,16 +8,16 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from loopvec.analysis.facts import Signature
 from loopvec.analysis.loops import Loop, find_setup, names_in
-from loopvec.analysis.module import code
+from loopvec.analysis.module import code, fresh_name, number_value, only, used_names
 from loopvec.assemble import collect
-from loopvec.guards import used_after_problem
-from loopvec.lift import Lifted, LiftError, LiftScope, as_operand, lift, lift_temps
+from loopvec.guards import body_problem, collected_list, used_after_problem
+from loopvec.lift import ROW_REDUCTION_DTYPE, ROW_REDUCTIONS, Lifted, LiftError, LiftScope, as_operand, \
+    is_predicate, lift, lift_temps
 from loopvec.rewrite import SAFE, Decline, Edit, PatternContext, Rewrite
 
-from loopvec.verify.specs import ScalarSpec
-
-from ._reduce_ops import ArgFacts, DtypeClasses, fresh_name, is_atom, loads, nonempty, number_literal, paren
+from ._reduce_ops import DtypeClasses, is_atom, nonempty
 
 _OPS = {"AddAssign": "+", "SubtractAssign": "-", "MultiplyAssign": "*"}
 _FOLD = {"+": "sum", "-": "sum", "*": "prod"}
@@ -26,14 +26,6 @@ _IDENTITY = {"+": 0, "-": 0, "*": 1}
 _INPLACE_INITS = {"alloc", "like", "clone", "scalar-tensor"}
 
 # full reductions of one row -> the same reduction of every row over dim 1
-_ROW_METHODS = {
-    "sum": "sum", "mean": "mean", "prod": "prod", "nansum": "nansum", "nanmean": "nanmean",
-    "max": "amax", "min": "amin", "amax": "amax", "amin": "amin", "any": "any", "all": "all",
-    "std": "std", "var": "var", "norm": "norm", "count_nonzero": "count_nonzero",
-    "argmax": "argmax", "argmin": "argmin", "logsumexp": None,
-}
-# a row's median is NaN when the row is empty; `.median(1)` of [n, 0] raises: not listed
-_ROW_DTYPE_KW = {"sum", "mean", "prod", "nansum", "nanmean"}
 _INF_CALLS = {"math.inf", "torch.inf", "numpy.inf"}
 
 
@@ -93,7 +85,7 @@ class Reduction:
             return Decline(self.NAME, str(exc))
 
     # ------------------------------------------------------------------ guards
-    def _problem(self, loop: Loop, facts: ArgFacts, allow: frozenset[str] = frozenset()) -> str | None:
+    def _problem(self, loop: Loop, facts: Signature, allow: frozenset[str] = frozenset()) -> str | None:
         # iterating a generator, a dict, range(n) alone: no tensor to reduce over
         if loop.domain is None:
             return loop.domain_problem or "iteration loopvec cannot describe"
@@ -108,21 +100,12 @@ class Reduction:
         dom = loop.domain
         if not dom.arrays and not any(r.index[:1] == (dom.index,) for r in loop.reads):
             return f"`{dom.extent}` iterations over no tensor: nothing to vectorize"
-        # a break stops the fold early: the reduction would see every element
-        stops = (loop.control - allow) & {"break", "return", "yield", "raise", "await", "continue", "while",
-                                          "try", "with", "else"}
-        if stops:
-            return f"`{sorted(stops)[0]}` in a reduction loop"
-        # print, random draws, appends elsewhere: running once is not running n times
-        if loop.side_effects:
-            return f"side effect: {loop.side_effects[0]}"
-        if loop.nested:
-            return "nested loop"
-        return None
+        # a break stops the fold early; print, random draws: running once is not n times
+        return body_problem(loop, allow, carried=False, where="in a reduction loop")
 
-    def _rewrite(self, loop, ctx, scope: LiftScope, facts: ArgFacts, edits, message: str) -> Rewrite | Decline:
+    def _rewrite(self, loop, ctx, scope: LiftScope, facts: Signature, edits, message: str) -> Rewrite | Decline:
         walked = _walked(loop)
-        element_ranks = {facts.rank(a) for a in walked}
+        element_ranks = {facts.exact_rank(a) for a in walked}
         element_rank = None if None in element_ranks or not element_ranks else min(element_ranks) - 1
         for e in edits:
             if not e.code:
@@ -131,7 +114,7 @@ class Reduction:
             # (scores > t).mean() for t in thresholds: per element scores [n] meets a number,
             # batched it meets thresholds [k] -- a tensor invariant may not reach the loop dim
             for name in sorted(_operands(new, ctx.info) - walked):
-                rank = facts.rank(name) if facts.tensor(name) is not None else 0
+                rank = facts.exact_rank(name) if facts.tensor(name) is not None else 0
                 if rank is None or (rank > 0 and (element_rank is None or rank > element_rank)):
                     return Decline(self.NAME, f"tensor `{name}` may have more dims than one element of "
                                               f"`{sorted(walked)[0]}`: batched, it would broadcast against "
@@ -139,13 +122,14 @@ class Reduction:
             # x[i] * w[i] with x [n, d] and w [n]: per element a row times a number, batched
             # a broadcast along the wrong axis -- exact only when the walked arrays share a rank
             for arrays in _mixed_operands(new, walked, ctx.info):
-                ranks = {facts.rank(a) for a in arrays}
+                ranks = {facts.exact_rank(a) for a in arrays}
                 if None in ranks or len(ranks) > 1:
                     scope.assumptions.append(f"{' and '.join(f'`{a}`' for a in sorted(arrays))} have the same rank")
         # lift's note about an invariant operand is settled when hints give its rank
+        declared = {name: facts.exact_rank(name) for name in facts.params}
         proven = {name for name in facts.params
-                  if isinstance(facts.specs.get(name), ScalarSpec)
-                  or (facts.rank(name) is not None and element_rank is not None and facts.rank(name) <= element_rank)}
+                  if facts.scalar(name) is not None
+                  or (declared[name] is not None and element_rank is not None and declared[name] <= element_rank)}
         scope.assumptions[:] = [a for a in scope.assumptions if not (
             a.endswith("is a number or has no more dimensions than one element") and a.split("`")[1] in proven)]
         message = " ".join(message.split())  # one line, also for an `if` block
@@ -154,7 +138,7 @@ class Reduction:
 
     # ------------------------------------------------------------------ for loops
     def _for(self, loop: Loop, ctx: PatternContext) -> Rewrite | Decline:
-        facts = ArgFacts(ctx.info, loop.function)
+        facts = Signature(ctx.info, loop.function)
         body = list(loop.body)
         if not body:
             return Decline(self.NAME, "empty or one-line body")
@@ -167,7 +151,7 @@ class Reduction:
             return self._accumulate(loop, ctx, facts, body[:k], body[k:])
         if isinstance(last, cst.If):
             return self._if(loop, ctx, facts, body[:-1], last)
-        small = _only(last)
+        small = only(last)
         if isinstance(small, cst.Assign) and isinstance(small.value, cst.Call):
             return self._max_call(loop, ctx, facts, body[:-1], small)
         if loop.appends:
@@ -177,25 +161,25 @@ class Reduction:
     def _scope(self, loop: Loop, ctx: PatternContext) -> LiftScope:
         return LiftScope.for_loop(ctx.info, ctx.torch, loop.domain, set(loop.domain.names) | set(loop.assigned))
 
-    def _classes(self, loop: Loop, ctx: PatternContext, facts: ArgFacts) -> DtypeClasses:
-        names = {p: facts.inexact(p) or _float_scalar(facts, p) for p in facts.params}
-        arrays = {p: facts.dtypes(p) for p in facts.params}
+    def _classes(self, loop: Loop, ctx: PatternContext, facts: Signature) -> DtypeClasses:
+        names = {p: facts.floating(p) or facts.scalar(p) == "float" for p in facts.params}
+        arrays = {p: _dtype_set(facts, p) for p in facts.params}
         for name, array in loop.domain.elements:
-            names[name] = facts.inexact(array)
-            arrays[name] = facts.dtypes(array)
+            names[name] = facts.floating(array)
+            arrays[name] = _dtype_set(facts, array)
         return DtypeClasses(ctx.info, names, arrays)
 
     def _temps(self, temps, scope: LiftScope, classes: DtypeClasses, state) -> list[str]:
         # total = x * 2; total += y: the value restarts every turn, it is not a fold
         for stmt in temps:
-            small = _only(stmt)
+            small = only(stmt)
             if isinstance(small, cst.Assign):
                 bound = {t.target.value for t in small.targets if isinstance(t.target, cst.Name)}
                 if bound & set(state):
                     raise LiftError(f"`{sorted(bound & set(state))[0]}` is reassigned in the loop body")
         lines = lift_temps(temps, scope)
         for stmt in temps:
-            small = _only(stmt)
+            small = only(stmt)
             classes.names[small.targets[0].target.value] = classes.inexact(small.value)
         return lines
 
@@ -220,8 +204,8 @@ class Reduction:
         # total += x * total, b += a: an accumulator read inside the loop is not a fold
         read = set()
         for stmt in [*temps, *statements]:
-            read |= loads(_only(stmt).value) if _only(stmt) is not None else loads(stmt)
-        clash = sorted((read | loads(loop.node.iter)) & set(targets))
+            read |= names_in(only(stmt).value) if only(stmt) is not None else names_in(stmt)
+        clash = sorted((read | names_in(loop.node.iter)) & set(targets))
         if clash:
             return Decline(self.NAME, f"`{clash[0]}` is read inside the loop, not only accumulated")
         problem = used_after_problem(loop, set(targets))
@@ -232,7 +216,7 @@ class Reduction:
             init = loop.setup.get(t)
             # total = something else, or total += ... with total set in another block
             if init is None or init.interleaved or not (
-                    (init.kind == "scalar" and number_literal(init.value) is not None)
+                    (init.kind == "scalar" and number_value(init.value) is not None)
                     or init.kind in _INPLACE_INITS):
                 return Decline(self.NAME, f"`{t}` does not start as a number or a fresh tensor right before the loop")
             inits[t] = init
@@ -259,7 +243,7 @@ class Reduction:
                     update = f"if {extent}:\n    {update}"
                 lines.append(update)
                 continue
-            c = number_literal(init.value)
+            c = number_value(init.value)
             replacement = self._mean(mean, value, inexact) if mean is not None else None
             if replacement is not None:
                 edits.append(Edit(mean.statement, replacement))
@@ -276,7 +260,7 @@ class Reduction:
         torch = scope.torch
         if value.kind == "float":
             # Python floats: float64 arithmetic giving a Python float
-            total = f"{paren(value.code)}.{fold}().item()"
+            total = f"{as_operand(value.code)}.{fold}().item()"
             expr = _combine(c, c_code, op, total)
             # an int start stays an int when the loop does not run
             return [f"{t} = {expr}" if isinstance(c, float) else f"{t} = {expr} if {extent} else {c_code}"]
@@ -288,7 +272,7 @@ class Reduction:
         v = value.code
         if inexact or isinstance(c, float):
             # floating elements keep their dtype; a float start promotes ints the same way
-            total = f"{paren(v)}.{fold}(0)"
+            total = f"{as_operand(v)}.{fold}(0)"
             skip_c = inexact
         else:
             # int start: x + 0 keeps uint8/int8/int32 (wrapping) but makes bool int64
@@ -309,10 +293,10 @@ class Reduction:
         # acc += row adds in acc's dtype when it is wider (a float32 buffer for float16 rows)
         # and ors into a bool acc: the fold runs in acc's dtype unless neither can happen
         if _known_not_bool(init, facts) and dtypes is not None and not dtypes & {"float16", "bfloat16"}:
-            return f"{t} {sym} {paren(value.code)}.{fold}(0)"
-        return f"{t} {sym} {paren(value.code)}.{fold}(0, dtype={t}.dtype)"
+            return f"{t} {sym} {as_operand(value.code)}.{fold}(0)"
+        return f"{t} {sym} {as_operand(value.code)}.{fold}(0, dtype={t}.dtype)"
 
-    def _row_shaped(self, init, loop: Loop, facts: ArgFacts) -> bool:
+    def _row_shaped(self, init, loop: Loop, facts: Signature) -> bool:
         """The in-place accumulator has the shape of one row of a walked array."""
         value = init.value
         walked = _walked(loop)
@@ -320,7 +304,7 @@ class Reduction:
             # torch.zeros_like(X[0]), X[0].clone()
             ref = cst.parse_expression(init.ref)
             return (isinstance(ref, cst.Subscript) and code(ref.value) in walked and len(ref.slice) == 1
-                    and number_literal(ref.slice[0].slice.value if isinstance(ref.slice[0].slice, cst.Index)
+                    and number_value(ref.slice[0].slice.value if isinstance(ref.slice[0].slice, cst.Index)
                                        else None) == 0)
         if init.kind != "alloc" or not isinstance(value, cst.Call):
             return False
@@ -334,7 +318,7 @@ class Reduction:
             # torch.zeros(X.shape[1:]), or torch.zeros(X.shape[1]) for a 2-D X
             if size in (f"{a}.shape[1:]", f"{a}.size()[1:]"):
                 return True
-            if size in (f"{a}.shape[1]", f"{a}.size(1)") and facts.rank(a) == 2:
+            if size in (f"{a}.shape[1]", f"{a}.size(1)") and facts.exact_rank(a) == 2:
                 return True
         return False
 
@@ -342,13 +326,13 @@ class Reduction:
     def _mean_fold(self, loop: Loop, targets, inits, accs):
         t = targets[0]
         init = inits[t]
-        if init.kind != "scalar" or number_literal(init.value) != 0 or _OPS[type(accs[0].operator).__name__] != "+":
+        if init.kind != "scalar" or number_value(init.value) != 0 or _OPS[type(accs[0].operator).__name__] != "+":
             return None
         block, k = loop.block, loop.block_index
         if k < 0 or k + 1 >= len(block):
             return None
         stmt = block[k + 1]
-        small = _only(stmt)
+        small = only(stmt)
         if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name):
             value, target = small.value, small.targets[0].target.value
         elif isinstance(small, cst.Return) and small.value is not None:
@@ -371,9 +355,9 @@ class Reduction:
     def _mean(self, mean: _Mean, value: Lifted, inexact: bool) -> str | None:
         """`mean = total / len(x)` as one statement, or None to keep the sum and the division."""
         if value.kind == "float":
-            new = f"{paren(value.code)}.mean().item()"
+            new = f"{as_operand(value.code)}.mean().item()"
         elif value.kind == "tensor" and inexact:
-            new = f"{paren(value.code)}.mean(0)"
+            new = f"{as_operand(value.code)}.mean(0)"
         else:
             # mean() rejects integer tensors, where total / n is a true division
             return None
@@ -385,7 +369,7 @@ class Reduction:
         if stmt.orelse is not None:
             return Decline(self.NAME, "`if` with an `else` branch in a reduction")
         inner = list(stmt.body.body) if isinstance(stmt.body, cst.IndentedBlock) else []
-        smalls = [_only(s) for s in inner]
+        smalls = [only(s) for s in inner]
         if any(s is None for s in smalls):
             return Decline(self.NAME, "compound statement under the `if`")
         if len(smalls) == 1 and isinstance(smalls[0], cst.AugAssign):
@@ -398,7 +382,7 @@ class Reduction:
 
     def _condition(self, test, scope: LiftScope) -> Lifted:
         # `if x:` on a float tensor is `x != 0` (NaN is true): only comparisons lift as masks
-        if not _is_predicate(test):
+        if not is_predicate(test):
             raise LiftError(f"condition `{code(test)}` is not a comparison")
         cond = lift(test, scope)
         # the same branch for every element: not a per-element condition
@@ -418,29 +402,29 @@ class Reduction:
         op = _OPS.get(type(acc.operator).__name__)
         if op not in ("+", "-"):
             return Decline(self.NAME, f"conditional `{code(acc.operator).strip()}` has no exact whole-array form")
-        used = loads(test) | loads(acc.value)
+        used = names_in(test) | names_in(acc.value)
         for s in temps:
-            used |= loads(s)
+            used |= names_in(s)
         if t in used:
             return Decline(self.NAME, f"`{t}` is read inside the loop, not only accumulated")
         problem = used_after_problem(loop, {t})
         if problem:
             return Decline(self.NAME, problem)
         init = loop.setup.get(t)
-        c = number_literal(init.value) if init is not None and init.kind == "scalar" else None
+        c = number_value(init.value) if init is not None and init.kind == "scalar" else None
         if init is None or init.interleaved or (c is None and init.kind not in _INPLACE_INITS):
             return Decline(self.NAME, f"`{t}` does not start as a number or a fresh tensor right before the loop")
         scope = self._scope(loop, ctx)
         classes = self._classes(loop, ctx, facts)
         lines = self._temps(temps, scope, classes, {t})
         cond = self._condition(test, scope)
-        step = number_literal(acc.value)
+        step = number_value(acc.value)
         edits = [Edit(loop.node, None)]
         if step is not None:
             # if x > t: count += 1 -- a Python int count is exact: int(mask.sum())
             if not (isinstance(step, int) and isinstance(c, int)):
                 return Decline(self.NAME, "a count needs an int start and an int step (a Python int count is exact)")
-            count = f"int({paren(cond.code)}.sum())"
+            count = f"int({as_operand(cond.code)}.sum())"
             count = count if step == 1 else f"{step} * {count}"
             lines.append(f"{t} = {_combine(c, code(init.value), op, count)}")
             edits.insert(0, Edit(init.statement, None))
@@ -449,9 +433,9 @@ class Reduction:
             if not value.batched or value.kind != "tensor":
                 return Decline(self.NAME, f"`{code(acc.value)}` is not a per-element tensor")
             # a [n, 1] mask (elements of shape [1] are truthy too) must still pick whole rows
-            mask = cond.code if self._rank_one(cond, loop, facts, scope.info) else f"{paren(cond.code)}.flatten()"
-            picked = fresh_name("picked", loop)
-            lines.append(f"{picked} = {paren(value.code)}[{mask}]")
+            mask = cond.code if self._rank_one(cond, loop, facts, scope.info) else f"{as_operand(cond.code)}.flatten()"
+            picked = fresh_name("picked", _used(loop))
+            lines.append(f"{picked} = {as_operand(value.code)}[{mask}]")
             picked_value = Lifted(cst.Name(picked), True, "tensor")
             inexact = classes.inexact(acc.value)
             if init.kind in _INPLACE_INITS:
@@ -465,10 +449,10 @@ class Reduction:
         edits[-1] = Edit(loop.node, "\n".join(lines))
         return self._rewrite(loop, ctx, scope, facts, tuple(edits), f"becomes `{lines[-1]}`")
 
-    def _rank_one(self, cond: Lifted, loop: Loop, facts: ArgFacts, info) -> bool:
+    def _rank_one(self, cond: Lifted, loop: Loop, facts: Signature, info) -> bool:
         """Every array the condition reads is known to be 1-D, so the batched mask is [n]."""
         arrays = _operands(cond.node, info) & _walked(loop)
-        return bool(arrays) and all(facts.rank(a) == 1 for a in arrays)
+        return bool(arrays) and all(facts.exact_rank(a) == 1 for a in arrays)
 
     # ------------------------------------------------------------------ found = True
     def _flag(self, loop, ctx, facts, temps, test, flag: cst.Assign) -> Rewrite | Decline:
@@ -490,9 +474,9 @@ class Reduction:
         # found = found_before or ...: a flag that may already be set is not any()
         if init is None or init.interleaved or start is None or start == set_to:
             return Decline(self.NAME, f"`{name}` does not start as the opposite bool literal right before the loop")
-        used = loads(test)
+        used = names_in(test)
         for s in temps:
-            used |= loads(s)
+            used |= names_in(s)
         if name in used:
             return Decline(self.NAME, f"`{name}` is read inside the loop")
         scope = self._scope(loop, ctx)
@@ -501,7 +485,7 @@ class Reduction:
         # `if not (x < t): ok = False` is `ok = all(x < t)`
         negated = isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not)
         cond = self._condition(test.expression if negated else test, scope)
-        reduce = f"{paren(cond.code)}.{'all' if negated else 'any'}()"
+        reduce = f"{as_operand(cond.code)}.{'all' if negated else 'any'}()"
         lines.append(f"{name} = bool({reduce})" if set_to != negated else f"{name} = not {reduce}")
         edits = (Edit(init.statement, None), Edit(loop.node, "\n".join(lines)))
         return self._rewrite(loop, ctx, scope, facts, edits, f"becomes `{lines[-1]}`")
@@ -572,9 +556,9 @@ class Reduction:
         if others:
             return Decline(self.NAME, f"loop-carried dependency: {others[0]}")
         state = {best} | ({index} if index else set())
-        used = loads(expr)
+        used = names_in(expr)
         for s in temps:
-            used |= loads(s)
+            used |= names_in(s)
         if used & state:
             return Decline(self.NAME, f"`{sorted(used & state)[0]}` is read inside the loop beyond the comparison")
         problem = used_after_problem(loop, state)
@@ -596,10 +580,10 @@ class Reduction:
             return Decline(self.NAME, f"`{code(expr)}` is not a per-element tensor")
         v = value.code
         if not is_atom(v):
-            vals = fresh_name("values", loop)
+            vals = fresh_name("values", _used(loop))
             lines.append(f"{vals} = {v}")
             v = vals
-        mask = fresh_name("above" if sym[0] == ">" else "below", loop)
+        mask = fresh_name("above" if sym[0] == ">" else "below", _used(loop))
         extreme = "max" if sym[0] == ">" else "min"
         # ties: a strict comparison keeps the first extreme, a non-strict one the last
         pick = "[0, 0]" if len(sym) == 1 else "[-1, 0]"
@@ -620,7 +604,7 @@ class Reduction:
         A Python number compares the same against a 0-d element and against the whole
         array; a 0-d tensor of another dtype would not (dim tensors win promotion).
         """
-        if number_literal(value) is not None:
+        if number_value(value) is not None:
             return True
         inner = value.expression if isinstance(value, cst.UnaryOperation) and isinstance(
             value.operator, cst.Minus) else value
@@ -633,7 +617,7 @@ class Reduction:
             return True
         # best = data[0] with `for x in data`: the same dtype as every compared element
         if isinstance(value, cst.Subscript) and len(value.slice) == 1 and isinstance(value.slice[0].slice, cst.Index):
-            k = number_literal(value.slice[0].slice.value)
+            k = number_value(value.slice[0].slice.value)
             array = code(value.value)
             element = {name: arr for name, arr in loop.domain.elements}
             same = (isinstance(expr, cst.Name) and element.get(expr.value) == array) or (
@@ -644,7 +628,7 @@ class Reduction:
 
     # ------------------------------------------------------------------ row-wise reductions
     def _comprehension(self, loop: Loop, ctx: PatternContext) -> Rewrite | Decline:
-        facts = ArgFacts(ctx.info, loop.function)
+        facts = Signature(ctx.info, loop.function)
         problem = self._problem(loop, facts)
         if problem:
             return Decline(self.NAME, problem)
@@ -657,27 +641,23 @@ class Reduction:
         return self._rewrite(loop, ctx, scope, facts, (Edit(loop.collector.call, as_operand(new)),),
                              f"becomes `{new}`")
 
-    def _appended(self, loop: Loop, ctx: PatternContext, facts: ArgFacts) -> Rewrite | Decline:
+    def _appended(self, loop: Loop, ctx: PatternContext, facts: Signature) -> Rewrite | Decline:
         problem = self._problem(loop, facts)
         if problem:
             return Decline(self.NAME, problem)
         if loop.carried:
             return Decline(self.NAME, f"loop-carried dependency: {loop.carried[0]}")
         if len(loop.appends) != 1 or loop.writes or len(loop.body) != 1 \
-                or _only(loop.body[0]) is None or not isinstance(_only(loop.body[0]), cst.Expr):
+                or only(loop.body[0]) is None or not isinstance(only(loop.body[0]), cst.Expr):
             return Decline(self.NAME, "body is not one `append` of a row reduction")
         app = loop.appends[0]
         problem = used_after_problem(loop, set())
         if problem:
             return Decline(self.NAME, problem)
-        init = loop.setup.get(app.target)
-        if init is None or init.kind != "list" or init.interleaved:
-            return Decline(self.NAME, f"`{app.target}` is not an empty list right before the loop")
-        finish = loop.finish.get(app.target)
-        if finish is None:
-            return Decline(self.NAME, f"`{app.target}` is not turned into a tensor with torch.stack/tensor")
-        if finish.list_used_later:
-            return Decline(self.NAME, f"the list `{app.target}` is used after it is stacked")
+        found = collected_list(loop, app.target)
+        if isinstance(found, str):
+            return Decline(self.NAME, found)
+        init, finish = found
         scope = self._scope(loop, ctx)
         value = self._rowwise(app.value, loop, scope, facts)
         new = self._collect(finish, value, loop, scope, facts)
@@ -697,35 +677,40 @@ class Reduction:
             new = f"{new} if {nonempty(loop.domain.extent)} else {empty}"
         return new
 
-    def _rowwise(self, element: cst.BaseExpression, loop: Loop, scope: LiftScope, facts: ArgFacts) -> Lifted:
+    def _rowwise(self, element: cst.BaseExpression, loop: Loop, scope: LiftScope, facts: Signature) -> Lifted:
         """Lift an element expression whose per-row values come from full reductions of rows."""
-        replacer = _RowReductions(self, loop, scope, facts)
-        replaced = element.visit(replacer)
-        if replacer.error:
-            raise LiftError(replacer.error)
-        if not replacer.found:
+        finder = _RowReductions(self, loop, scope, facts)
+        element.visit(finder)
+        if finder.error:
+            raise LiftError(finder.error)
+        if not finder.found:
             raise LiftError("no row reduction in the collected value")
         # row.sum() / scale: a [n] batch against an invariant of unknown shape may broadcast wrongly
-        free = _operands(replaced, scope.info) - set(replacer.found)
+        free = _operands(element, scope.info, skip=set(finder.found))
         if free:
             raise LiftError(f"a row reduction is combined with `{sorted(free)[0]}`, whose shape per row is unknown")
-        return lift(replaced, scope)
+        found = finder.found
+        scope.use_calls(lambda node, _: found[id(node)][1] if found.get(id(node), (None,))[0] is node else None)
+        try:
+            return lift(element, scope)
+        finally:
+            scope.use_calls(None)
 
-    def reduce_rows(self, call: cst.Call, loop: Loop, scope: LiftScope, facts: ArgFacts) -> Lifted | str:
+    def reduce_rows(self, call: cst.Call, loop: Loop, scope: LiftScope, facts: Signature) -> Lifted | str:
         """`row.mean()` -> `X.mean(1)` (or an error message)."""
         info = scope.info
         func = call.func
         qual = info.qualname(func)
         if qual is not None:
             module, _, name = qual.rpartition(".")
-            if module != "torch" or name not in _ROW_METHODS:
+            if module != "torch" or name not in ROW_REDUCTIONS:
                 return ""
             positional = [a for a in call.args if a.keyword is None]
             if len(positional) != 1 or positional[0].star:
                 return f"`{code(func)}` with more than the tensor argument"
             subject = positional[0].value
             kwargs = [a for a in call.args if a.keyword is not None]
-        elif isinstance(func, cst.Attribute) and func.attr.value in _ROW_METHODS:
+        elif isinstance(func, cst.Attribute) and func.attr.value in ROW_REDUCTIONS:
             name = func.attr.value
             subject = func.value
             if any(a.keyword is None or a.star for a in call.args):
@@ -733,14 +718,14 @@ class Reduction:
             kwargs = list(call.args)
         else:
             return ""
-        if loads(subject).isdisjoint(set(loop.domain.names) | set(loop.assigned)):
+        if names_in(subject).isdisjoint(set(loop.domain.names) | set(loop.assigned)):
             return ""
-        batched = _ROW_METHODS[name]
+        batched = ROW_REDUCTIONS[name]
         if batched is None:
             return f"`{name}` needs a dim"
         extra = []
         for kw in kwargs:
-            if kw.keyword.value != "dtype" or name not in _ROW_DTYPE_KW:
+            if kw.keyword.value != "dtype" or name not in ROW_REDUCTION_DTYPE:
                 return f"`{name}(..., {kw.keyword.value}=...)`"
             extra.append(f"dtype={code(kw.value)}")
         if _has_reduction(subject, info):
@@ -753,46 +738,47 @@ class Reduction:
         args = ", ".join(["dim=1" if batched == "norm" else "1", *extra])
         return Lifted(cst.parse_expression(f"{rows}.{batched}({args})"), True, "tensor")
 
-    def _rows(self, v: str, loop: Loop, facts: ArgFacts, info) -> str:
+    def _rows(self, v: str, loop: Loop, facts: Signature, info) -> str:
         """`v` as [n, elements of one row]: exact for any rank of the rows."""
         # an elementwise expression of walked arrays has the largest of their ranks
         arrays = _operands(cst.parse_expression(v), info)
-        ranks = [facts.rank(a) if a in loop.domain.arrays else None for a in arrays]
+        ranks = [facts.exact_rank(a) if a in loop.domain.arrays else None for a in arrays]
         rank = max(ranks) if ranks and None not in ranks else None
         if rank == 2:
             return v
         if rank is not None and rank > 2:
-            return f"{paren(v)}.flatten(1)"
-        return f"{paren(v)}.reshape({loop.domain.extent}, -1)"
+            return f"{as_operand(v)}.flatten(1)"
+        return f"{as_operand(v)}.reshape({loop.domain.extent}, -1)"
 
 
-class _RowReductions(cst.CSTTransformer):
-    """Replace each full reduction of a loop row by a name bound to its batched form."""
+class _RowReductions(cst.CSTVisitor):
+    """Each full reduction of a loop row, innermost first, with its batched form (`found`:
+    id -> (call, lifted)); or the first reason one cannot be batched (`error`)."""
 
-    def __init__(self, pattern: Reduction, loop: Loop, scope: LiftScope, facts: ArgFacts) -> None:
+    def __init__(self, pattern: Reduction, loop: Loop, scope: LiftScope, facts: Signature) -> None:
         self.pattern, self.loop, self.scope, self.facts = pattern, loop, scope, facts
-        self.found: list[str] = []
+        self.found: dict[int, tuple[cst.Call, Lifted]] = {}
         self.error = ""
+        self._starts: list[int] = []
 
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+    def visit_Call(self, node: cst.Call) -> None:
+        self._starts.append(len(self.found))
+
+    def leave_Call(self, original: cst.Call) -> None:
+        inner = len(self.found) > self._starts.pop()
         if self.error:
-            return updated
-        if not updated.deep_equals(original):
+            return
+        if inner:
             # (row - row.mean()).sum(): the inner [n] batch would broadcast against rows
             if _has_reduction(original, self.scope.info, top=True):
                 self.error = "a row reduction inside another row reduction"
-            return updated
+            return
         result = self.pattern.reduce_rows(original, self.loop, self.scope, self.facts)
         if isinstance(result, str):
             if result:
                 self.error = result
-            return updated
-        name = f"__row_reduction_{len(self.found)}"
-        self.found.append(name)
-        self.scope.temps[name] = result
-        # a name the lifter must treat as per-row, not as a loop invariant
-        self.scope.loop_names.add(name)
-        return cst.Name(name)
+            return
+        self.found[id(original)] = (original, result)
 
 
 @dataclass(frozen=True)
@@ -804,14 +790,8 @@ class _Mean:
 # --------------------------------------------------------------------------- helpers
 
 
-def _only(stmt: cst.BaseStatement) -> cst.BaseSmallStatement | None:
-    if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1:
-        return stmt.body[0]
-    return None
-
-
 def _aug(stmt: cst.BaseStatement) -> cst.AugAssign | None:
-    small = _only(stmt)
+    small = only(stmt)
     if isinstance(small, cst.AugAssign) and isinstance(small.target, cst.Name):
         return small
     return None
@@ -830,22 +810,15 @@ def _bool_literal(node: cst.BaseExpression | None) -> bool | None:
     return None
 
 
-def _is_predicate(node: cst.BaseExpression) -> bool:
-    if isinstance(node, cst.Comparison):
-        return all(not isinstance(t.operator, (cst.In, cst.NotIn, cst.Is, cst.IsNot)) for t in node.comparisons)
-    if isinstance(node, cst.BooleanOperation):
-        return _is_predicate(node.left) and _is_predicate(node.right)
-    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Not):
-        return _is_predicate(node.expression)
-    return False
-
-
-def _operands(node: cst.BaseExpression, info) -> set[str]:
-    """Names read as values: not called builtins (`float(...)`) nor module prefixes (`torch.`)."""
+def _operands(node: cst.BaseExpression, info, skip: set[int] | frozenset[int] = frozenset()) -> set[str]:
+    """Names read as values: not called builtins (`float(...)`) nor module prefixes (`torch.`),
+    nor anything inside the calls whose ids are in `skip`."""
     out: set[str] = set()
 
     class _V(cst.CSTVisitor):
         def visit_Call(self, call: cst.Call) -> bool:
+            if id(call) in skip:
+                return False
             func = call.func
             if isinstance(func, cst.Name) or info.qualname(func) is not None:
                 for a in call.args:
@@ -902,12 +875,16 @@ def _mixed_operands(node: cst.CSTNode, walked: set[str], info) -> list[frozenset
     return out
 
 
-def _float_scalar(facts: ArgFacts, name: str) -> bool:
-    spec = facts.specs.get(name)
-    return isinstance(spec, ScalarSpec) and spec.kind == "float"
+def _used(loop: Loop) -> set[str]:
+    return used_names(loop.function) if loop.function is not None else set()
 
 
-def _known_not_bool(init, facts: ArgFacts) -> bool:
+def _dtype_set(facts: Signature, name: str) -> set[str] | None:
+    dtypes = facts.dtypes(name)
+    return set(dtypes) if dtypes else None
+
+
+def _known_not_bool(init, facts: Signature) -> bool:
     """The in-place accumulator's dtype is known and is not bool."""
     value = init.value
     if not isinstance(value, cst.Call):
@@ -919,7 +896,7 @@ def _known_not_bool(init, facts: ArgFacts) -> bool:
         return True  # torch.zeros(d): the default float dtype
     if init.kind == "scalar-tensor":
         args = [a.value for a in value.args if a.keyword is None]
-        return len(args) == 1 and number_literal(args[0]) is not None
+        return len(args) == 1 and number_value(args[0]) is not None
     if init.kind in ("like", "clone") and init.ref:
         base = init.ref.split("[")[0]
         spec = facts.tensor(base)
@@ -930,8 +907,8 @@ def _known_not_bool(init, facts: ArgFacts) -> bool:
 def _is_reduction_call(call: cst.Call, info) -> bool:
     qual = info.qualname(call.func)
     if qual is not None:
-        return qual.startswith("torch.") and qual.count(".") == 1 and qual.rpartition(".")[2] in _ROW_METHODS
-    return isinstance(call.func, cst.Attribute) and call.func.attr.value in _ROW_METHODS
+        return qual.startswith("torch.") and qual.count(".") == 1 and qual.rpartition(".")[2] in ROW_REDUCTIONS
+    return isinstance(call.func, cst.Attribute) and call.func.attr.value in ROW_REDUCTIONS
 
 
 def _has_reduction(node: cst.BaseExpression, info, top: bool = False) -> bool:

@@ -8,12 +8,14 @@ from dataclasses import dataclass, field, replace
 
 import libcst as cst
 
-from loopvec.analysis.loops import Loop, flatten_subscript, names_in
-from loopvec.analysis.module import ModuleInfo, code, dotted
+from loopvec.analysis.bindings import function_bindings
+from loopvec.analysis.facts import FUNCTIONAL_UNARY, MATH_FNS, NUMBER_KINDS, UNARY_DTYPES, ZERO_ARG_FLOAT_CASTS, \
+    ZERO_ARG_INT_CASTS, Fact, float_dtype, function_facts, infer, literal_number
+from loopvec.analysis.loops import Loop, flatten_subscript
+from loopvec.analysis.module import ModuleInfo, code, contains, fresh_name, names_in, only, target_names, used_names
+from loopvec.guards import body_problem, collected_list
 from loopvec.lift import as_operand
 from loopvec.rewrite import SAFE, Decline, Edit, PatternContext, Rewrite
-from loopvec.verify.specs import ListSpec, ScalarSpec, SpecError, TensorSpec, TupleSpec, parse_annotation, \
-    parse_hint_comment, parse_spec
 
 
 class Sweep:
@@ -88,536 +90,16 @@ def _loop_problem(loop: Loop) -> str | None:
     # a loop at module level or in a lambda: nothing to name facts after
     if loop.function is None:
         return "not inside a function"
-    # break/return stop early: the vectorized form would compute every parameter
-    stops = loop.control & {"break", "return", "yield", "raise", "await", "continue", "while",
-                            "try", "with", "else"}
-    if stops:
-        return f"`{sorted(stops)[0]}` in the loop body"
-    # print, random numbers, appends to other lists: running once is not running n times
-    if loop.side_effects:
-        return f"side effect: {loop.side_effects[0]}"
-    # out = out * c: a value flows from one parameter to the next
-    if loop.carried:
-        return f"loop-carried dependency: {loop.carried[0]}"
-    if loop.nested:
-        return "nested loop"
-    return None
+    # break/return, side effects, out = out * c (a value flowing from one parameter to the next)
+    return body_problem(loop)
 
 
 # --------------------------------------------------------------------------- facts
 
 
-@dataclass(frozen=True)
-class Fact:
-    """What a loop-invariant name holds, as far as the function's text shows.
-
-    kind: tensor | float | int | bool | list. A list holds numbers (`items` has one
-    kind) or tuples of numbers (`tuple_`, one kind per slot).
-    """
-
-    kind: str
-    rank: int | None = None
-    floating: bool = False  # a tensor of a floating or complex dtype: a Python float keeps it
-    items: tuple[str, ...] = ()
-    tuple_: bool = False
-    local: bool = False  # a list literal bound in the function (mutable before the loop)
-
-
-_NUMBER_KINDS = ("float", "int")
-_SEQUENCES = {"list", "List", "tuple", "Tuple", "Sequence"}
-_FLOAT_DTYPES = {"float16", "float32", "float64", "bfloat16", "half", "float", "double", "complex64",
-                 "complex128", "cfloat", "cdouble"}
-_ZERO_ARG_FLOAT_CASTS = {"float": "float32", "double": "float64", "half": "float16", "bfloat16": "bfloat16"}
-_ZERO_ARG_INT_CASTS = {"long": "int64", "int": "int32", "short": "int16", "byte": "uint8", "char": "int8"}
-_FACTORY_SIZES = {"zeros", "ones", "empty", "rand", "randn"}
-# elementwise functions: name -> "keep" (dtype kept) or "float" (ints become the default float)
-_UNARY_FNS = {
-    "abs": "keep", "neg": "keep", "negative": "keep", "sign": "keep", "square": "keep", "relu": "keep",
-    "floor": "keep", "ceil": "keep", "trunc": "keep", "round": "keep", "frac": "keep",
-    "sqrt": "float", "rsqrt": "float", "exp": "float", "expm1": "float", "exp2": "float", "log": "float",
-    "log1p": "float", "log2": "float", "log10": "float", "sin": "float", "cos": "float", "tan": "float",
-    "asin": "float", "acos": "float", "atan": "float", "sinh": "float", "cosh": "float", "tanh": "float",
-    "sigmoid": "float", "erf": "float", "erfc": "float", "reciprocal": "float", "sinc": "float",
-}
 _BINARY_FNS = {"maximum", "minimum", "fmax", "fmin", "atan2", "arctan2", "hypot", "logaddexp"}
 _REDUCTIONS = {"sum": "sum", "mean": "mean", "amax": "amax", "amin": "amin", "max": "amax", "min": "amin",
                "all": "all", "any": "any"}
-_FUNCTIONAL_UNARY = {"relu", "sigmoid", "tanh", "silu", "gelu", "softplus", "elu", "leaky_relu", "logsigmoid"}
-_MATH_FNS = {
-    "sin": "sin", "cos": "cos", "tan": "tan", "asin": "asin", "acos": "acos", "atan": "atan",
-    "sinh": "sinh", "cosh": "cosh", "tanh": "tanh", "exp": "exp", "expm1": "expm1", "log1p": "log1p",
-    "log2": "log2", "log10": "log10", "sqrt": "sqrt", "fabs": "abs", "erf": "erf", "erfc": "erfc",
-    "atan2": "atan2", "hypot": "hypot",
-}
-_MATH_CONSTS = {"pi", "e", "tau", "inf"}
-
-
-def _fact_from_spec(spec, text: str | None = None) -> Fact | None:
-    if isinstance(spec, TensorSpec):
-        rank = len(spec.dims) if spec.dims is not None else None
-        # jaxtyping's "*batch" and "..." stand for any number of dimensions
-        if text is not None and ("*" in text or "..." in text):
-            rank = None
-        floating = bool(spec.dtypes) and all(d.startswith(("float", "complex", "bfloat")) for d in spec.dtypes)
-        return Fact("tensor", rank, floating)
-    if isinstance(spec, ScalarSpec):
-        return Fact(spec.kind)
-    if isinstance(spec, ListSpec):
-        item = spec.item
-        if isinstance(item, ScalarSpec) and item.kind in _NUMBER_KINDS:
-            return Fact("list", items=(item.kind,))
-        if isinstance(item, TupleSpec) and item.items and all(
-                isinstance(s, ScalarSpec) and s.kind in _NUMBER_KINDS for s in item.items):
-            return Fact("list", items=tuple(s.kind for s in item.items), tuple_=True)
-        return Fact("list")
-    return None
-
-
-def _param_facts(function: cst.FunctionDef, info: ModuleInfo) -> dict[str, Fact | None]:
-    facts: dict[str, Fact | None] = {}
-    params = function.params
-    for p in (*params.posonly_params, *params.params, *params.kwonly_params):
-        facts[p.name.value] = None
-        if p.annotation is not None:
-            text = code(p.annotation.annotation)
-            fact = _fact_from_spec(parse_annotation(text), text)
-            # Iterable[float] may be a generator: no len(), no torch.tensor()
-            if fact is not None and fact.kind == "list" and text.split("[")[0].split(".")[-1] not in _SEQUENCES:
-                fact = Fact("list")
-            facts[p.name.value] = fact
-    for star in (params.star_arg, params.star_kwarg):
-        if isinstance(star, cst.Param):
-            facts[star.name.value] = None
-    for name, text in _hint_comment(function, info).items():
-        if name in facts:
-            try:
-                facts[name] = _fact_from_spec(parse_spec(text), text)
-            except SpecError:
-                facts[name] = None
-    return facts
-
-
-def _hint_comment(function: cst.FunctionDef, info: ModuleInfo) -> dict[str, str]:
-    """`# loopvec: shapes ...` on the def line (any line of the signature)."""
-    start = info.position(function).start.line
-    body = function.body
-    first = body.body[0] if isinstance(body, cst.IndentedBlock) and body.body else None
-    end = info.position(first).start.line - 1 if first is not None else start
-    lines = info.source.splitlines()
-    out: dict[str, str] = {}
-    for line in lines[start - 1: max(end, start)]:
-        out.update(parse_hint_comment(line))
-    return out
-
-
-class _Bound(cst.CSTVisitor):
-    """Every name a statement binds, at any depth (nested defs bind only their name)."""
-
-    def __init__(self) -> None:
-        self.names: set[str] = set()
-
-    def _add(self, target: cst.BaseExpression) -> None:
-        if isinstance(target, cst.Name):
-            self.names.add(target.value)
-        elif isinstance(target, (cst.Tuple, cst.List)):
-            for el in target.elements:
-                self._add(el.value)
-        elif isinstance(target, cst.StarredElement):
-            self._add(target.value)
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        for t in node.targets:
-            self._add(t.target)
-
-    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-        self._add(node.target)
-
-    def visit_AugAssign(self, node: cst.AugAssign) -> None:
-        self._add(node.target)
-
-    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
-        self._add(node.target)
-
-    def visit_For(self, node: cst.For) -> None:
-        self._add(node.target)
-
-    def visit_CompFor(self, node: cst.CompFor) -> None:
-        self._add(node.target)
-
-    def visit_AsName(self, node: cst.AsName) -> None:
-        self._add(node.name)
-
-    def visit_ImportAlias(self, node: cst.ImportAlias) -> None:
-        if node.asname is None:
-            self.names.add((dotted(node.name) or "").split(".")[0])
-
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
-        self.names.add(node.name.value)
-        return False
-
-    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
-        self.names.add(node.name.value)
-        return False
-
-    def visit_Global(self, node: cst.Global) -> None:
-        self.names.update(n.name.value for n in node.names)
-
-    def visit_Nonlocal(self, node: cst.Nonlocal) -> None:
-        self.names.update(n.name.value for n in node.names)
-
-
-def bound_names(node: cst.CSTNode) -> set[str]:
-    v = _Bound()
-    if isinstance(node, cst.BaseExpression):
-        v._add(node)
-    node.visit(v)
-    return v.names
-
-
-def _path_to(function: cst.FunctionDef, target: cst.CSTNode) -> list[tuple[tuple, int]]:
-    """The blocks from the function body down to the statement holding `target`, each with
-    the index of the statement on the way."""
-    path: list[tuple[tuple, int]] = []
-    body = function.body
-    block = tuple(body.body) if isinstance(body, cst.IndentedBlock) else ()
-    while True:
-        for k, stmt in enumerate(block):
-            if _contains(stmt, target):
-                path.append((block, k))
-                if stmt is target or isinstance(stmt, cst.SimpleStatementLine):
-                    return path
-                inner = _inner_block(stmt, target)
-                if inner is None:
-                    return path
-                block = inner
-                break
-        else:
-            return path
-
-
-def _inner_block(stmt: cst.BaseStatement, target: cst.CSTNode) -> tuple | None:
-    for child in stmt.children:
-        for sub in ([child] if not isinstance(child, (list, tuple)) else child):
-            if isinstance(sub, cst.IndentedBlock) and _contains(sub, target):
-                return tuple(sub.body)
-            if isinstance(sub, cst.CSTNode) and not isinstance(sub, cst.IndentedBlock) and _contains(sub, target):
-                found = _inner_block(sub, target) if not isinstance(sub, cst.BaseExpression) else None
-                if found is not None:
-                    return found
-    return None
-
-
-def _contains(node: cst.CSTNode, target: cst.CSTNode) -> bool:
-    found = False
-
-    class _V(cst.CSTVisitor):
-        def on_visit(self, n) -> bool:
-            nonlocal found
-            if n is target:
-                found = True
-            return not found
-
-    node.visit(_V())
-    return found
-
-
-def function_facts(loop: Loop, info: ModuleInfo, statement: cst.CSTNode) -> dict[str, Fact | None]:
-    """Facts about names as they stand when `statement` (the loop, or the statement holding
-    a comprehension) starts: parameters, then the straight-line statements before it."""
-    function = loop.function
-    facts = _param_facts(function, info)
-    for block, index in _path_to(function, statement):
-        for stmt in block[:index]:
-            _learn(stmt, facts, info)
-        holder = block[index]
-        if holder is not statement and not isinstance(holder, cst.SimpleStatementLine):
-            # the compound statement around the loop: its header binds (for targets, with-as)
-            for name in _header_bindings(holder):
-                facts[name] = None
-            # an enclosing loop: what its body binds after our loop reaches it next time round
-            if isinstance(holder, (cst.For, cst.While)):
-                for name in bound_names(holder.body):
-                    facts[name] = None
-            # for o in range(3): o is an int
-            if isinstance(holder, cst.For) and isinstance(holder.target, cst.Name) \
-                    and isinstance(holder.iter, cst.Call) and info.builtin_name(holder.iter.func) == "range":
-                facts[holder.target.value] = Fact("int")
-    return facts
-
-
-def _header_bindings(stmt: cst.BaseStatement) -> set[str]:
-    out: set[str] = set()
-    if isinstance(stmt, cst.For):
-        out |= bound_names(stmt.target)
-    if isinstance(stmt, cst.With):
-        for item in stmt.items:
-            if item.asname is not None:
-                out |= bound_names(item.asname)
-    return out
-
-
-def _learn(stmt: cst.BaseStatement, facts: dict[str, Fact | None], info: ModuleInfo) -> None:
-    if not isinstance(stmt, cst.SimpleStatementLine):
-        for name in bound_names(stmt):
-            facts[name] = None
-        _forget_used_lists(stmt, facts, set())
-        return
-    for small in stmt.body:
-        bound: set[str] = set()
-        if isinstance(small, cst.Assign) and len(small.targets) == 1:
-            target = small.targets[0].target
-            bound = bound_names(target)
-            learned = _assign(target, small.value, facts, info)
-            _forget_used_lists(small.value, facts, set())
-            for name in bound:
-                facts[name] = learned.get(name)
-            for name, fact in learned.items():
-                if name not in bound:
-                    facts[name] = fact  # `H, W = image.shape` fixes image's rank
-            continue
-        if isinstance(small, cst.AnnAssign) and isinstance(small.target, cst.Name) and small.value is not None:
-            facts[small.target.value] = infer(small.value, facts, info)
-            continue
-        bound = bound_names(small)
-        _forget_used_lists(small, facts, bound)
-        for name in bound:
-            facts[name] = None
-
-
-def _forget_used_lists(node: cst.CSTNode, facts: dict[str, Fact | None], skip: set[str]) -> None:
-    # values = [1.0, 2.0]; values.append(3): a local list touched before the loop may hold anything
-    for name in names_in(node) - skip:
-        fact = facts.get(name)
-        if fact is not None and fact.kind == "list" and fact.local:
-            facts[name] = None
-
-
-def _assign(target: cst.BaseExpression, value: cst.BaseExpression, facts, info: ModuleInfo) -> dict[str, Fact | None]:
-    if isinstance(target, cst.Name):
-        return {target.value: infer(value, facts, info)}
-    if not isinstance(target, (cst.Tuple, cst.List)) or not all(isinstance(e.value, cst.Name) for e in target.elements):
-        return {}
-    names = [e.value.value for e in target.elements]
-    # H, W = image.shape: two ints, and image is a 2-d tensor
-    if isinstance(value, cst.Attribute) and value.attr.value == "shape":
-        out: dict[str, Fact | None] = {n: Fact("int") for n in names}
-        base = dotted(value.value)
-        if base is not None and "." not in base:
-            prev = facts.get(base)
-            if prev is None or prev.kind == "tensor":
-                out[base] = Fact("tensor", len(names), prev.floating if prev else False)
-        return out
-    # yy, xx = torch.meshgrid(a, b): each as many dimensions as there are inputs
-    if isinstance(value, cst.Call) and info.qualname(value.func) == "torch.meshgrid":
-        args = [a for a in value.args if a.keyword is None]
-        if len(args) == 1 and isinstance(args[0].value, (cst.List, cst.Tuple)):
-            inputs = [e.value for e in args[0].value.elements]
-        else:
-            inputs = [a.value for a in args]
-        if len(inputs) == len(names) and all(a.star == "" for a in args):
-            floating = all((infer(v, facts, info) or Fact("?")).floating for v in inputs)
-            return {n: Fact("tensor", len(names), floating) for n in names}
-        return {}
-    if isinstance(value, (cst.Tuple, cst.List)) and len(value.elements) == len(names) and not any(
-            isinstance(e, cst.StarredElement) for e in value.elements):
-        return {n: infer(e.value, facts, info) for n, e in zip(names, value.elements)}
-    return {}
-
-
-def _literal_number(node: cst.BaseExpression) -> str | None:
-    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, (cst.Minus, cst.Plus)):
-        node = node.expression
-    if isinstance(node, cst.Integer):
-        return "int"
-    if isinstance(node, cst.Float):
-        return "float"
-    return None
-
-
-def _literal_list(node: cst.BaseExpression) -> Fact | None:
-    """`[1.0, 2.5]` or `[(0, 1.5), (2, 3.0)]`: the kind of each slot, when every item agrees."""
-    if not isinstance(node, (cst.List, cst.Tuple)) or not node.elements:
-        return None
-    slots: list[tuple[str, ...]] = []
-    tuple_ = None
-    for el in node.elements:
-        if isinstance(el, cst.StarredElement):
-            return None
-        v = el.value
-        if isinstance(v, (cst.Tuple, cst.List)):
-            kinds = tuple(_literal_number(e.value) for e in v.elements)
-            is_tuple = True
-        else:
-            kinds = (_literal_number(v),)
-            is_tuple = False
-        if None in kinds or (tuple_ is not None and is_tuple != tuple_):
-            return None
-        tuple_ = is_tuple
-        slots.append(kinds)
-    if len(set(slots)) != 1:
-        return Fact("list", local=True)  # ints and floats mixed in one slot: no single dtype
-    return Fact("list", items=slots[0], tuple_=bool(tuple_), local=True)
-
-
-def _is_float_dtype(node: cst.BaseExpression, info: ModuleInfo) -> bool | None:
-    qual = info.qualname(node) or ""
-    if qual.startswith("torch."):
-        return qual[len("torch."):] in _FLOAT_DTYPES
-    return None
-
-
-def infer(node: cst.BaseExpression, facts: dict[str, Fact | None], info: ModuleInfo) -> Fact | None:
-    """What a loop-invariant expression holds, or None when its text does not say."""
-    number = _literal_number(node)
-    if number is not None:
-        return Fact(number)
-    if isinstance(node, cst.Name):
-        if node.value in ("True", "False"):
-            return Fact("bool")
-        return facts.get(node.value)
-    if isinstance(node, (cst.List, cst.Tuple)):
-        return _literal_list(node)
-    if isinstance(node, cst.Attribute):
-        if info.qualname(node.value) == "math" and node.attr.value in _MATH_CONSTS:
-            return Fact("float")
-        if node.attr.value == "ndim":
-            return Fact("int")
-        return None
-    if isinstance(node, cst.UnaryOperation):
-        inner = infer(node.expression, facts, info)
-        if inner is None or isinstance(node.operator, cst.Not):
-            return None
-        if isinstance(node.operator, cst.BitInvert) and inner.kind != "tensor":
-            return None
-        return inner
-    if isinstance(node, cst.BinaryOperation):
-        return _infer_binary(node, facts, info)
-    if isinstance(node, cst.Comparison):
-        sides = [infer(node.left, facts, info)] + [infer(t.comparator, facts, info) for t in node.comparisons]
-        if any(s is None for s in sides):
-            return None
-        tensors = [s for s in sides if s.kind == "tensor"]
-        if not tensors:
-            return Fact("bool")
-        return Fact("tensor", _max_rank(tensors))
-    if isinstance(node, cst.Subscript):
-        return _infer_subscript(node, facts, info)
-    if isinstance(node, cst.Call):
-        return _infer_call(node, facts, info)
-    return None
-
-
-def _max_rank(facts: list[Fact]) -> int | None:
-    ranks = [f.rank if f.kind == "tensor" else 0 for f in facts]
-    return None if None in ranks else max(ranks)
-
-
-def _infer_binary(node: cst.BinaryOperation, facts, info) -> Fact | None:
-    a, b = infer(node.left, facts, info), infer(node.right, facts, info)
-    if a is None or b is None or isinstance(node.operator, cst.MatrixMultiply):
-        return None
-    if "list" in (a.kind, b.kind):
-        return None
-    if a.kind != "tensor" and b.kind != "tensor":
-        if isinstance(node.operator, cst.Divide):
-            return Fact("float")
-        if isinstance(node.operator, cst.Power) and "float" not in (a.kind, b.kind):
-            return None  # 2 ** -1 is a float
-        return Fact("float" if "float" in (a.kind, b.kind) else "int")
-    floating = a.floating or b.floating or "float" in (a.kind, b.kind) or isinstance(node.operator, cst.Divide)
-    return Fact("tensor", _max_rank([a, b]), floating)
-
-
-def _infer_subscript(node: cst.Subscript, facts, info) -> Fact | None:
-    base = node.value
-    # x.shape[0]
-    if isinstance(base, cst.Attribute) and base.attr.value == "shape":
-        return Fact("int")
-    fact = infer(base, facts, info)
-    if fact is None or fact.kind != "tensor" or fact.rank is None:
-        return None
-    rank = fact.rank
-    for el in node.slice:
-        sl = el.slice
-        if isinstance(sl, cst.Slice):
-            continue
-        value = sl.value
-        if isinstance(value, cst.Name) and value.value == "None":
-            rank += 1
-        elif isinstance(value, cst.Integer) or (infer(value, facts, info) or Fact("?")).kind == "int":
-            rank -= 1
-        else:
-            return None
-    return Fact("tensor", rank, fact.floating) if rank >= 0 else None
-
-
-def _infer_call(node: cst.Call, facts, info) -> Fact | None:
-    qual = info.qualname(node.func)
-    builtin = info.builtin_name(node.func)
-    args = [a.value for a in node.args if a.keyword is None and not a.star]
-    kwargs = {a.keyword.value: a.value for a in node.args if a.keyword is not None}
-    if builtin == "len" and len(args) == 1:
-        return Fact("int")
-    if builtin in ("int", "float") and len(args) == 1:
-        return Fact(builtin)
-    if qual is not None:
-        module, _, name = qual.rpartition(".")
-        if module == "math":
-            if name in ("floor", "ceil", "trunc"):
-                return Fact("int")
-            return Fact("float") if name in _MATH_FNS or name in ("pow", "copysign", "fmod", "radians",
-                                                                   "degrees") else None
-        if module != "torch":
-            if module == "torch.nn.functional" and name in _FUNCTIONAL_UNARY and args:
-                inner = infer(args[0], facts, info)
-                return inner if inner is not None and inner.kind == "tensor" else None
-            return None
-        dtype_kw = kwargs.get("dtype")
-        dtype_float = _is_float_dtype(dtype_kw, info) if dtype_kw is not None else None
-        if name in ("arange", "linspace", "logspace"):
-            if name == "arange":
-                floating = dtype_float if dtype_float is not None else any(
-                    (infer(a, facts, info) or Fact("?")).kind == "float" for a in args)
-            else:
-                floating = dtype_float if dtype_float is not None else True
-            return Fact("tensor", 1, bool(floating))
-        if name in _FACTORY_SIZES or name == "full":
-            sizes = args[:1] if name == "full" else args
-            if len(sizes) == 1 and isinstance(sizes[0], (cst.Tuple, cst.List)):
-                rank = len(sizes[0].elements)
-            elif all((infer(s, facts, info) or Fact("?")).kind == "int" for s in sizes):
-                rank = len(sizes)
-            else:
-                return None
-            floating = dtype_float if dtype_float is not None else name != "full"
-            return Fact("tensor", rank, bool(floating))
-        if name in _UNARY_FNS and len(args) == 1:
-            inner = infer(args[0], facts, info)
-            if inner is None or inner.kind != "tensor":
-                return None
-            return Fact("tensor", inner.rank, inner.floating or _UNARY_FNS[name] == "float")
-        return None
-    if isinstance(node.func, cst.Attribute):
-        inner = infer(node.func.value, facts, info)
-        method = node.func.attr.value
-        if inner is None or inner.kind != "tensor":
-            return None
-        if method in ("size", "dim", "numel") and not kwargs:
-            return Fact("int") if args or method != "size" else None
-        if method in _ZERO_ARG_FLOAT_CASTS and not args:
-            return Fact("tensor", inner.rank, True)
-        if method in _ZERO_ARG_INT_CASTS or method == "bool":
-            return Fact("tensor", inner.rank, False)
-        if method in ("clone", "detach", "contiguous", "cpu", "cuda") or method in _UNARY_FNS:
-            return Fact("tensor", inner.rank, inner.floating or _UNARY_FNS.get(method) == "float")
-        if method == "to":
-            dtypes = [a for a in [*args, *kwargs.values()] if _is_float_dtype(a, info) is not None]
-            if dtypes:
-                return Fact("tensor", inner.rank, bool(_is_float_dtype(dtypes[0], info)))
-            return Fact("tensor", inner.rank, inner.floating)
-        if method == "unsqueeze" and inner.rank is not None:
-            return Fact("tensor", inner.rank + 1, inner.floating)
-    return None
 
 
 # --------------------------------------------------------------------------- values
@@ -661,10 +143,6 @@ def _expr(text: str) -> cst.BaseExpression:
 _ATOMS = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, cst.Float)
 
 
-def _operand(text: str) -> str:
-    return as_operand(text)
-
-
 def _fit(original: cst.BaseExpression, new: cst.BaseExpression) -> cst.BaseExpression:
     """`new` in the place of `original`, parenthesised unless it binds at least as tightly."""
     if isinstance(new, _ATOMS) or new.lpar:
@@ -689,7 +167,7 @@ def _pad(v: V, n: int) -> cst.BaseExpression:
     if v.kind == "p" and isinstance(node, cst.Subscript) and node.slice and not node.lpar:
         # centers_t[:, 0] -> centers_t[:, 0, None, None]
         return _expr(f"{code(node)[:-1]}{_nones(n)}]")
-    return _expr(f"{_operand(code(node))}[:{_nones(n)}]")
+    return _expr(f"{as_operand(code(node))}[:{_nones(n)}]")
 
 
 @dataclass
@@ -743,7 +221,7 @@ class _Lifter:
             return V(node, "u")
         if fact.kind == "tensor":
             return V(node, "t", rank=fact.rank, floating=fact.floating)
-        if fact.kind in _NUMBER_KINDS:
+        if fact.kind in NUMBER_KINDS:
             return V(node, "n", num=fact.kind)
         if fact.kind == "bool":
             return V(node, "n", num="int")
@@ -841,7 +319,7 @@ class _Lifter:
                 raise SweepError("internal")
             device, cast, other = self._cast_for(p, other)
             # the parameters live on the CPU in float64: each use moves and casts its column
-            new_p = _expr(f"{_operand(code(_pad(p, other.rank)))}.to({device}, {cast})")
+            new_p = _expr(f"{as_operand(code(_pad(p, other.rank)))}.to({device}, {cast})")
             new_left, new_right = (new_p, other.node) if left.kind == "p" else (other.node, new_p)
             out = self._rebuild(node, new_left, new_right, compare)
             if compare:
@@ -870,7 +348,7 @@ class _Lifter:
             # Python's float // and % round differently from torch's near multiples
             raise SweepError(f"`{code(node)}`: float `//`/`%` per parameter")
         if isinstance(op, cst.Power):
-            if not (right.kind == "n" and _literal_number(right.node) is not None
+            if not (right.kind == "n" and literal_number(right.node) is not None
                     and float(code(right.node)) == int(float(code(right.node))) and float(code(right.node)) >= 0):
                 # (-8.0) ** (1/3) is complex in Python, nan in torch; 2 ** -1 is a float
                 raise SweepError(f"`{code(node)}`: a power per parameter other than a whole constant")
@@ -881,12 +359,12 @@ class _Lifter:
         if num == "float":
             # an int column meeting a Python float (or divided) would compute in float32
             if left.kind == "p" and left.num == "int" and right.kind != "p":
-                lnode = _expr(f"{_operand(left.code)}.double()")
+                lnode = _expr(f"{as_operand(left.code)}.double()")
             if right.kind == "p" and right.num == "int" and left.kind != "p":
-                rnode = _expr(f"{_operand(right.code)}.double()")
+                rnode = _expr(f"{as_operand(right.code)}.double()")
             if isinstance(op, cst.Divide) and left.num == "int" and right.num == "int" and left.kind == "p" \
                     and right.kind == "p":
-                lnode = _expr(f"{_operand(left.code)}.double()")
+                lnode = _expr(f"{as_operand(left.code)}.double()")
         out = node.with_changes(left=_fit(node.left, lnode), right=_fit(node.right, rnode))
         return V(out, "p", num=num)
 
@@ -951,7 +429,7 @@ class _Lifter:
             module, _, name = qual.rpartition(".")
             if module == "math":
                 return self._math(node, name)
-            if module in ("torch", "torch.special") or (module == "torch.nn.functional" and name in _FUNCTIONAL_UNARY):
+            if module in ("torch", "torch.special") or (module == "torch.nn.functional" and name in FUNCTIONAL_UNARY):
                 return self._torch_fn(node, module, name)
             raise SweepError(f"unknown call `{code(node.func)}`")
         builtin = info.builtin_name(node.func)
@@ -973,14 +451,14 @@ class _Lifter:
 
     def _math(self, node: cst.Call, name: str) -> V:
         pos, kw = self._args(node)
-        if kw or name not in _MATH_FNS or not pos:
+        if kw or name not in MATH_FNS or not pos:
             raise SweepError(f"`math.{name}` per parameter")
         if any(v.kind not in ("p", "n") for v in pos):
             raise SweepError(f"`math.{name}` of a tensor per parameter")
         args = []
         for v, a in zip(pos, node.args):
             if v.kind == "p" and v.num == "int":
-                args.append(a.with_changes(value=_expr(f"{_operand(v.code)}.double()")))
+                args.append(a.with_changes(value=_expr(f"{as_operand(v.code)}.double()")))
             else:
                 args.append(a.with_changes(value=v.node))
         if not any(v.kind == "p" for v in pos):
@@ -989,7 +467,7 @@ class _Lifter:
             # torch.atan2 wants two tensors: broadcast the constant into a float64 0-d tensor
             args = [a.with_changes(value=_expr(f"{self.torch}.tensor({v.code}, dtype={self.torch}.float64)"))
                     if v.kind == "n" else a for v, a in zip(pos, args)]
-        func = _expr(f"{self.torch}.{_MATH_FNS[name]}")
+        func = _expr(f"{self.torch}.{MATH_FNS[name]}")
         return V(node.with_changes(func=func, args=args), "p", num="float")
 
     def _builtin(self, node: cst.Call, name: str) -> V:
@@ -999,11 +477,11 @@ class _Lifter:
         v = pos[0]
         if name == "abs":
             if v.kind == "p":
-                return V(_expr(f"{_operand(v.code)}.abs()"), "p", num=v.num)
+                return V(_expr(f"{as_operand(v.code)}.abs()"), "p", num=v.num)
             if v.kind == "b":
-                return replace(v, node=_expr(f"{_operand(v.code)}.abs()"))
+                return replace(v, node=_expr(f"{as_operand(v.code)}.abs()"))
         if name == "float" and v.kind == "p":
-            return V(_expr(f"{_operand(v.code)}.double()") if v.num == "int" else v.node, "p", num="float")
+            return V(_expr(f"{as_operand(v.code)}.double()") if v.num == "int" else v.node, "p", num="float")
         raise SweepError(f"builtin `{name}(...)` per parameter")
 
     def _torch_fn(self, node: cst.Call, module: str, name: str) -> V:
@@ -1012,7 +490,7 @@ class _Lifter:
             raise SweepError(f"`{code(node.func)}` of a Python number per parameter")
         if module == "torch" and name in _REDUCTIONS and len(pos) == 1:
             return self._reduce(node, pos[0], _REDUCTIONS[name], kw, node.func, method=False)
-        unary = _UNARY_FNS.get(name) or ("float" if module == "torch.special" and name in ("expit", "erf", "erfc")
+        unary = UNARY_DTYPES.get(name) or ("float" if module == "torch.special" and name in ("expit", "erf", "erfc")
                                          else None)
         if module == "torch.nn.functional":
             unary = "keep" if name == "relu" else "float"
@@ -1060,17 +538,17 @@ class _Lifter:
         if isinstance(obj.node, (cst.BinaryOperation, cst.Comparison, cst.UnaryOperation)) and not obj.node.lpar:
             new_func = func.with_changes(value=obj.node.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()]))
         t = self.torch
-        if not pos and not kw and name in _ZERO_ARG_FLOAT_CASTS:
-            return V(node.with_changes(func=new_func), "b", rank=obj.rank, dtype=f"{t}.{_ZERO_ARG_FLOAT_CASTS[name]}",
+        if not pos and not kw and name in ZERO_ARG_FLOAT_CASTS:
+            return V(node.with_changes(func=new_func), "b", rank=obj.rank, dtype=f"{t}.{ZERO_ARG_FLOAT_CASTS[name]}",
                      floating=True, nonbool=True, device=obj.device)
-        if not pos and not kw and name in _ZERO_ARG_INT_CASTS:
-            return V(node.with_changes(func=new_func), "b", rank=obj.rank, dtype=f"{t}.{_ZERO_ARG_INT_CASTS[name]}",
+        if not pos and not kw and name in ZERO_ARG_INT_CASTS:
+            return V(node.with_changes(func=new_func), "b", rank=obj.rank, dtype=f"{t}.{ZERO_ARG_INT_CASTS[name]}",
                      nonbool=True, device=obj.device)
         if not pos and not kw and name == "bool":
             return V(node.with_changes(func=new_func), "b", rank=obj.rank, dtype=f"{t}.bool", device=obj.device)
         if name == "to" and len(pos) == 1 and not kw:
             arg = node.args[0].value
-            floating = _is_float_dtype(arg, self.info)
+            floating = float_dtype(arg, self.info)
             if floating is None and isinstance(arg, cst.Attribute) and arg.attr.value == "dtype" \
                     and pos[0].kind in ("t", "u") and isinstance(arg.value, cst.Name):
                 # .to(x.dtype): a dtype, not a device (x.device would be)
@@ -1081,8 +559,8 @@ class _Lifter:
                      floating=floating, nonbool=code(node.args[0].value) != f"{t}.bool", device=obj.device)
         if name in _REDUCTIONS:
             return self._reduce(node, obj, _REDUCTIONS[name], kw, new_func, method=True, pos=pos)
-        if name in _UNARY_FNS and not pos and not kw:
-            return self._elementwise(node.with_changes(func=new_func), obj, _UNARY_FNS[name], node.args)
+        if name in UNARY_DTYPES and not pos and not kw:
+            return self._elementwise(node.with_changes(func=new_func), obj, UNARY_DTYPES[name], node.args)
         if name in ("clamp", "clip", "clamp_min", "clamp_max") and all(x.kind == "n" for x in [*pos, *kw.values()]):
             # an int tensor clamped to a float bound becomes float
             return replace(obj, node=node.with_changes(func=new_func), dtype=obj.dtype if obj.floating else None)
@@ -1103,7 +581,7 @@ class _Lifter:
         if v.rank == 0:
             raise SweepError(f"`{code(node)}` reduces a 0-d tensor")
         dims = "1" if v.rank == 1 else "(" + ", ".join(str(k) for k in range(1, v.rank + 1)) + ")"
-        operand = _operand(v.code)
+        operand = as_operand(v.code)
         new = _expr(f"{operand}.{how}(dim={dims})" if method else f"{self.torch}.{how}({v.code}, dim={dims})")
         t = self.torch
         if how in ("all", "any"):
@@ -1119,7 +597,7 @@ class _Lifter:
         """`name = expr` statements of the body, lifted in order."""
         out: list[str] = []
         for stmt in statements:
-            small = _only(stmt)
+            small = only(stmt)
             if not (isinstance(small, cst.Assign) and len(small.targets) == 1
                     and isinstance(small.targets[0].target, cst.Name)):
                 raise SweepError(f"statement `{code(stmt)}` in the loop body")
@@ -1135,40 +613,6 @@ class _Lifter:
     def flush(self) -> list[str]:
         out, self.pending = self.pending, []
         return out
-
-
-def _pure(node: cst.BaseExpression, info: ModuleInfo) -> bool:
-    """An expression that may be evaluated twice: names, numbers, operators, attributes."""
-    ok = True
-
-    class _V(cst.CSTVisitor):
-        def visit_Call(self, n: cst.Call) -> bool:
-            nonlocal ok
-            qual = info.qualname(n.func) or ""
-            method = n.func.attr.value if isinstance(n.func, cst.Attribute) else ""
-            if not (qual.startswith("torch.") and qual[6:] in _UNARY_FNS) and not (
-                    qual == "" and method in {*_UNARY_FNS, *_ZERO_ARG_FLOAT_CASTS, *_ZERO_ARG_INT_CASTS}):
-                ok = False
-            return ok
-
-        def visit_Lambda(self, n) -> bool:
-            nonlocal ok
-            ok = False
-            return False
-
-        def visit_NamedExpr(self, n) -> bool:
-            nonlocal ok
-            ok = False
-            return False
-
-    node.visit(_V())
-    return ok
-
-
-def _only(stmt: cst.BaseStatement) -> cst.BaseSmallStatement | None:
-    if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1:
-        return stmt.body[0]
-    return None
 
 
 # --------------------------------------------------------------------------- losses
@@ -1246,23 +690,12 @@ def loss_call(node: cst.BaseExpression, info: ModuleInfo, criteria: dict[str, cs
 def _criteria(loop: Loop, info: ModuleInfo, statement: cst.CSTNode) -> dict[str, cst.Call]:
     """`criterion = nn.MSELoss(...)` bound once in the function, before the loop."""
     out: dict[str, cst.Call] = {}
-    counts: dict[str, int] = {}
-
-    class _V(cst.CSTVisitor):
-        def visit_Assign(self, node: cst.Assign) -> None:
-            for t in node.targets:
-                for name in _target_names(t.target):
-                    counts[name] = counts.get(name, 0) + 1
-            if len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name) \
-                    and isinstance(node.value, cst.Call):
-                cls = (info.qualname(node.value.func) or "")
-                if cls.startswith("torch.nn.") and cls.rpartition(".")[2] in _LOSS_MODULES:
-                    out[node.targets[0].target.value] = node.value
-
-    loop.function.body.visit(_V())
-    params = {p.name.value for p in (*loop.function.params.params, *loop.function.params.kwonly_params,
-                                     *loop.function.params.posonly_params)}
-    return {k: v for k, v in out.items() if counts.get(k) == 1 and k not in params}
+    for name, value in function_bindings(loop.function).values.items():
+        if isinstance(value, cst.Call):
+            cls = info.qualname(value.func) or ""
+            if cls.startswith("torch.nn.") and cls.rpartition(".")[2] in _LOSS_MODULES:
+                out[name] = value
+    return out
 
 
 # --------------------------------------------------------------------------- matching
@@ -1276,7 +709,7 @@ class _Matcher:
         self.t = ctx.torch
         self.statement = self._statement()
         self.facts = function_facts(loop, self.info, self.statement)
-        self.function_names = names_in(loop.function) | bound_names(loop.function)
+        self.function_names = used_names(loop.function)
         self.tables: list[tuple[str, str, str, int]] = []  # (variable, list, dtype, tuple width or 0)
         self.assumptions: list[str] = []
 
@@ -1285,7 +718,7 @@ class _Matcher:
         if loop.kind == "for":
             return loop.node
         for stmt in loop.block:
-            if _contains(stmt, loop.node):
+            if contains(stmt, loop.node):
                 if not isinstance(stmt, cst.SimpleStatementLine):
                     raise SweepError("the comprehension sits in a compound statement")
                 return stmt
@@ -1333,11 +766,7 @@ class _Matcher:
         return sources, name, fact
 
     def _fresh(self, base: str) -> str:
-        name, k = base, 2
-        while name in self.function_names:
-            name, k = f"{base}{k}", k + 1
-        self.function_names.add(name)
-        return name
+        return fresh_name(base, self.function_names, first=2, sep="")
 
     def _table(self, name: str, fact: Fact):
         """The statements that turn the list into tensors, and how to read slot k."""
@@ -1393,9 +822,9 @@ class _Matcher:
         loop = self.loop
         target, iterable = self._header()
         found = self._parameter_list(target, iterable)
-        loop_names = set(loop.assigned) | _target_names(target)
+        loop_names = set(loop.assigned) | set(target_names(target))
         if loop.kind == "comprehension":
-            loop_names = _target_names(target)
+            loop_names = set(target_names(target))
         if found is not None:
             sources, name, fact = found
             extent = f"len({name})"
@@ -1450,12 +879,12 @@ class _Matcher:
             raise SweepError("torch.tensor of tensors that are not 0-d")
         if value.kind == "b":
             # torch.tensor copies 0-d tensors' values: no grad, on the default device, their dtype
-            value = replace(value, node=_expr(f"{_operand(value.code)}.detach().to({t}.get_default_device())"))
+            value = replace(value, node=_expr(f"{as_operand(value.code)}.detach().to({t}.get_default_device())"))
         if "dtype" in kwargs:
-            return f"{_operand(value.code)}.to({code(kwargs['dtype'])})"
+            return f"{as_operand(value.code)}.to({code(kwargs['dtype'])})"
         if value.kind == "p" and value.num == "float":
             # Python floats become the default dtype, an empty list too
-            return f"{_operand(value.code)}.to({t}.get_default_dtype())"
+            return f"{as_operand(value.code)}.to({t}.get_default_dtype())"
         nonempty = extent if extent.startswith("len(") else f"{extent} > 0"
         return f"{value.code} if {nonempty} else {t}.tensor([])"
 
@@ -1464,17 +893,12 @@ class _Matcher:
         if len(loop.appends) != 1 or loop.writes:
             raise SweepError("body is not temporaries followed by one append")
         app = loop.appends[0]
-        if not loop.body or _only(loop.body[-1]) is not app.statement:
+        if not loop.body or only(loop.body[-1]) is not app.statement:
             raise SweepError("the append is not the last statement of the body")
-        init = loop.setup.get(app.target)
-        # `out` filled before the loop, or read between: the list is more than this loop's
-        if init is None or init.kind != "list" or init.interleaved:
-            raise SweepError(f"`{app.target}` is not an empty list right before the loop")
-        finish = loop.finish.get(app.target)
-        if finish is None:
-            raise SweepError(f"`{app.target}` is not turned into a tensor with torch.stack/tensor")
-        if finish.list_used_later:
-            raise SweepError(f"the list `{app.target}` is used after it is stacked")
+        found = collected_list(loop, app.target)
+        if isinstance(found, str):
+            raise SweepError(found)
+        init, finish = found
         self._used_after(set())
         lines = lifter.lift_temps(loop.body[:-1])
         value = lifter.lift(app.value)
@@ -1493,7 +917,7 @@ class _Matcher:
         value = lifter.lift(loop.element)
         new = self._collect(value, loop.collector, extent, None)
         stmt = self.statement
-        small = _only(stmt)
+        small = only(stmt)
         whole = isinstance(small, (cst.Return, cst.Assign)) and small.value is loop.collector.call
         # `return torch.stack([...])` needs no parentheses around what replaces the call
         replaced = stmt.deep_replace(loop.collector.call, _expr(new if whole else as_operand(new)))
@@ -1509,18 +933,18 @@ class _Matcher:
         acc = loop.accumulators[0]
         if acc.op != "AddAssign":
             raise SweepError(f"accumulates with `{acc.op}`")
-        if not loop.body or _only(loop.body[-1]) is not acc.statement:
+        if not loop.body or only(loop.body[-1]) is not acc.statement:
             raise SweepError("the accumulation is not the last statement of the body")
         init = loop.setup.get(acc.target)
         # total = 0 right before the loop: the sum starts from a Python number
-        if init is None or init.kind != "scalar" or init.interleaved or _literal_number(init.value) is None:
+        if init is None or init.kind != "scalar" or init.interleaved or literal_number(init.value) is None:
             raise SweepError(f"`{acc.target}` does not start from a number literal right before the loop")
         temps = list(loop.body[:-1])
         value_node = acc.value
         criteria = _criteria(loop, self.info, self.statement)
         # loss = criterion(a, b); total += loss
         if isinstance(value_node, cst.Name) and temps and _assigned_name(temps[-1]) == value_node.value:
-            loss_node = _only(temps[-1]).value
+            loss_node = only(temps[-1]).value
             if loss_call(loss_node, self.info, criteria) is not None:
                 temps.pop()
                 value_node = loss_node
@@ -1535,7 +959,7 @@ class _Matcher:
             lines += lifter.flush()
             if value.kind != "b" or value.rank != 0:
                 raise SweepError("the summed value is not a 0-d tensor per parameter")
-            total = f"{_operand(value.code)}.sum()"
+            total = f"{as_operand(value.code)}.sum()"
         else:
             lines = lifter.lift_temps(temps)
             total = self._loss_total(lifter, loss)
@@ -1589,14 +1013,8 @@ class _Matcher:
                        self.ctx.imports)
 
 
-def _target_names(target: cst.BaseExpression) -> set[str]:
-    v = _Bound()
-    v._add(target)
-    return v.names
-
-
 def _assigned_name(stmt: cst.BaseStatement) -> str | None:
-    small = _only(stmt)
+    small = only(stmt)
     if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name):
         return small.targets[0].target.value
     return None

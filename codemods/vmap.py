@@ -5,13 +5,12 @@ from __future__ import annotations
 import libcst as cst
 
 from loopvec.analysis.loops import Loop, flatten_subscript, names_in
-from loopvec.analysis.module import ModuleInfo, code
+from loopvec.analysis.module import ModuleInfo, code, only
 from loopvec.assemble import collect, store
-from loopvec.guards import map_loop_problem, used_after_problem
 from loopvec.lift import Lifted, LiftError, LiftScope, as_operand
 from loopvec.rewrite import SAFE, Decline, Edit, PatternContext, Rewrite
 
-from ._dims import MapShape, map_shape, only
+from ._map_shape import MapShape, map_loop
 
 # Python values out of a tensor: under vmap there is no single value to hand out
 _TO_PYTHON_METHODS = {"item", "tolist", "numpy", "data_ptr", "__bool__", "__float__", "__int__", "__index__"}
@@ -283,15 +282,9 @@ class Vmap:
     ORDER = 1000
 
     def match(self, loop: Loop, ctx: PatternContext) -> Rewrite | Decline:
-        problem = map_loop_problem(loop)
-        if problem:
-            return Decline(self.NAME, problem)
-        shape = map_shape(loop)
+        shape = map_loop(loop)
         if isinstance(shape, str):
             return Decline(self.NAME, shape)
-        problem = used_after_problem(loop, set())
-        if problem:
-            return Decline(self.NAME, problem)
         try:
             return self._rewrite(loop, ctx, shape)
         except LiftError as exc:

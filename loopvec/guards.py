@@ -1,12 +1,19 @@
-"""Guards that every map-shaped pattern checks first, each naming what it prevents.
+"""Guards that patterns share, each naming what it prevents.
 
-A pattern calls `map_loop_problem(loop)` and declines with the returned reason; it then
-adds the guards specific to its own shape.
+A map-shaped pattern calls `map_loop_problem(loop)` and declines with the returned reason
+(`body_problem` is its part about the body, for folds and scans that carry a value); it
+then adds the guards specific to its own shape: `collected_list` (an `out = []` filled by
+the loop and stacked after it), `used_after_problem`, `output_read_problem` (the body reads
+what it builds), `between_problem` and `adjacent` (statements between the loop and the
+statement that stacks its list).
 """
 
 from __future__ import annotations
 
-from .analysis.loops import Loop
+import libcst as cst
+
+from .analysis.loops import Finish, Init, Loop
+from .analysis.module import VariableVisitor, code, walk
 
 
 def map_loop_problem(loop: Loop, allow_nested: bool = False, allow: frozenset[str] = frozenset()) -> str | None:
@@ -20,20 +27,46 @@ def map_loop_problem(loop: Loop, allow_nested: bool = False, allow: frozenset[st
     # range(1, n), range(0, n, 2), enumerate(x, 1): a whole-array rewrite touches skipped rows
     if not loop.domain.full:
         return "partial or strided range: a whole-array rewrite would touch elements the loop skips"
+    return body_problem(loop, allow, allow_nested=allow_nested)
+
+
+# control statements that leave an iteration or the loop early, or hide what runs
+STOPS = frozenset({"break", "return", "yield", "raise", "await", "continue", "while", "try", "with", "else"})
+
+
+def body_problem(loop: Loop, allow: frozenset[str] = frozenset(), carried: bool = True,
+                 allow_nested: bool = False, where: str = "in the loop body") -> str | None:
+    """What in the body keeps one whole-array statement from doing what n iterations do.
+    `carried=False` for patterns whose shape is a carried value (a fold, a scan)."""
     # break/return stop early: the vectorized form would compute every element
-    stops = (loop.control - allow) & {"break", "return", "yield", "raise", "await", "continue", "while",
-                                      "try", "with", "else"}
+    stops = (loop.control - allow) & STOPS
     if stops:
-        return f"`{sorted(stops)[0]}` in the loop body"
+        return f"`{sorted(stops)[0]}` {where}"
     # print, random numbers, appends to other lists: running once is not running n times
     if loop.side_effects:
         return f"side effect: {loop.side_effects[0]}"
     # out[i] = out[i-1] + x[i]: a scan, not a map
-    if loop.carried:
+    if carried and loop.carried:
         return f"loop-carried dependency: {loop.carried[0]}"
     if loop.nested and not allow_nested:
         return "nested loop"
     return None
+
+
+def collected_list(loop: Loop, target: str) -> tuple[Init, Finish] | str:
+    """The empty list `target` the loop appends to and the torch.stack/tensor/cat that turns
+    it into a tensor after the loop; or why the list is more than this loop's output."""
+    init = loop.setup.get(target)
+    # `out` filled before the loop, or read between: the list is more than this loop's
+    if init is None or init.kind != "list" or init.interleaved:
+        return f"`{target}` is not an empty list right before the loop"
+    finish = loop.finish.get(target)
+    if finish is None:
+        return f"`{target}` is not turned into a tensor with torch.stack/tensor/cat"
+    # len(out), out[0] or the list itself returned later: it must stay a list
+    if finish.list_used_later:
+        return f"the list `{target}` is used after it is stacked"
+    return init, finish
 
 
 def used_after_problem(loop: Loop, allowed: set[str]) -> str | None:
@@ -42,3 +75,53 @@ def used_after_problem(loop: Loop, allowed: set[str]) -> str | None:
     if leaked:
         return f"`{leaked[0]}` is bound in the loop and used after it"
     return None
+
+
+def output_read_problem(loop: Loop, output: str) -> str | None:
+    """The loop reads `output` other than as `output[i]` at its own index or `output.append`."""
+    dom = loop.domain
+    allowed: set[int] = set()
+    for acc in (*loop.reads, *loop.writes):
+        if acc.array == output and dom.index is not None and acc.index == (dom.index,):
+            head = acc.node.value
+            if isinstance(head, cst.Name):
+                allowed.add(id(head))
+    for app in loop.appends:
+        if app.target == output:
+            func = app.statement.value.func
+            allowed.add(id(func.value))
+
+    found: list[str] = []
+
+    class _V(VariableVisitor):
+        def visit_Name(self, node: cst.Name) -> None:
+            if node.value == output and id(node) not in allowed:
+                found.append(node.value)
+
+    body = loop.node.body if loop.kind == "for" else loop.node
+    body.visit(_V())
+    if found:
+        return f"the body reads `{output}`, the output being built"
+    return None
+
+
+def between_problem(loop: Loop, finish: Finish, emitted: set[str]) -> str | None:
+    """Temporaries emitted where the loop was are read again by the new finish statement:
+    no statement in between may touch them (`t = ...` there would change what it reads)."""
+    block = loop.block
+    try:
+        end = next(k for k, st in enumerate(block) if st is finish.statement)
+    except StopIteration:
+        return "the stacking statement is not in the loop's block"
+    for stmt in block[loop.block_index + 1:end]:
+        touched = sorted(emitted & {n.value for n in walk(stmt) if isinstance(n, cst.Name)})
+        if touched:
+            return f"`{touched[0]}` is used between the loop and `{code(finish.call.func)}`"
+    return None
+
+
+def adjacent(loop: Loop, finish: Finish) -> bool:
+    """The finish statement comes right after the loop (a named mask cannot be rebound between)."""
+    block = loop.block
+    k = loop.block_index + 1
+    return 0 < k < len(block) and block[k] is finish.statement

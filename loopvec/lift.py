@@ -21,12 +21,14 @@ once batched, so that mix declines.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import libcst as cst
 
 from .analysis.domain import Domain
 from .analysis.loops import flatten_subscript
-from .analysis.module import ModuleInfo, code, dotted
+from .analysis.module import ModuleInfo, code, number_value
+from .dtypes import CAST_METHODS
 
 
 class LiftError(Exception):
@@ -47,7 +49,7 @@ class Lifted:
 
 # --------------------------------------------------------------------------- tables
 
-_UNARY = {
+UNARY = {
     "abs", "absolute", "acos", "arccos", "acosh", "asin", "arcsin", "asinh", "atan", "arctan",
     "atanh", "ceil", "cos", "cosh", "deg2rad", "rad2deg", "erf", "erfc", "erfinv", "exp", "exp2",
     "expm1", "fix", "floor", "frac", "lgamma", "digamma", "log", "log10", "log1p", "log2",
@@ -65,19 +67,18 @@ _BINARY = {
     "bitwise_xor", "bitwise_left_shift", "bitwise_right_shift", "isclose",
 }
 _TERNARY = {"where", "lerp", "addcmul", "addcdiv", "clamp", "clip"}
-_TORCH_ELEMENTWISE = _UNARY | _BINARY | _TERNARY
+_TORCH_ELEMENTWISE = UNARY | _BINARY | _TERNARY
 _SPECIAL = {"expit", "logit", "erf", "erfc", "erfinv", "expm1", "exp2", "log1p", "sinc", "xlogy",
             "i0", "i0e", "i1", "i1e", "ndtr", "ndtri", "log_ndtr", "entr", "round", "xlog1py"}
-_FUNCTIONAL = {
+FUNCTIONAL = {
     "relu", "relu6", "elu", "selu", "celu", "gelu", "silu", "mish", "softplus", "softsign",
     "leaky_relu", "hardtanh", "hardswish", "hardsigmoid", "hardshrink", "softshrink",
-    "tanhshrink", "threshold", "logsigmoid", "sigmoid", "tanh", "rrelu",
+    "tanhshrink", "threshold", "logsigmoid", "sigmoid", "tanh",
 }
 # methods that keep elementwise semantics; argument positions may be batched
-_METHODS = (_UNARY | _BINARY | {"where", "lerp", "addcmul", "addcdiv", "clamp", "clip",
+_METHODS = (UNARY | _BINARY | {"where", "lerp", "addcmul", "addcdiv", "clamp", "clip",
             "clamp_min", "clamp_max"}) - {"real", "imag"}
-_CASTS = {"float", "double", "half", "bfloat16", "int", "long", "short", "byte", "char", "bool",
-          "to", "type", "cfloat", "cdouble"}
+_CASTS = set(CAST_METHODS) | {"to", "type"}
 _IDENTITY_METHODS = {"clone": True, "detach": False, "contiguous": False}
 _MATH = {
     "sin": "sin", "cos": "cos", "tan": "tan", "asin": "asin", "acos": "acos", "atan": "atan",
@@ -94,6 +95,229 @@ _INT_OPS = (cst.Add, cst.Subtract, cst.Multiply, cst.FloorDivide, cst.Modulo,
             cst.BitAnd, cst.BitOr, cst.BitXor, cst.LeftShift, cst.RightShift)
 
 
+# --------------------------------------------------------------------------- ops with dim arguments
+# How a per-item call of an op that takes dims (`softmax(v, dim=0)`, `v.sum()`, `fft2(img)`,
+# `conv2d(x[i:i+1], w)`) becomes one call on the stacked array: which parameters are dims,
+# what an absent dim means, which ranks the item must have. `batched_op` applies these
+# rules (it knows ranks the lifter does not); `reduction` reads its row reductions here.
+
+
+def literal_dim(node: cst.BaseExpression) -> int | None:
+    """`2` -> 2, `-1` -> -1; None for anything that is not an integer literal."""
+    value = number_value(node)
+    return value if isinstance(value, int) else None
+
+
+def literal_dims(node: cst.BaseExpression) -> tuple[int, ...] | None:
+    """The dims an int or a tuple/list of ints names; None when any is not a literal."""
+    one = literal_dim(node)
+    if one is not None:
+        return (one,)
+    if isinstance(node, (cst.Tuple, cst.List)):
+        out = []
+        for el in node.elements:
+            if isinstance(el, cst.StarredElement):
+                return None
+            d = literal_dim(el.value)
+            if d is None:
+                return None
+            out.append(d)
+        return tuple(out)
+    return None
+
+
+def shift_dims(node: cst.BaseExpression) -> cst.BaseExpression:
+    """The same dims on the stacked array: `0` -> `1`, `(0, -1)` -> `(1, -1)`, `-2` -> `-2`."""
+    if literal_dims(node) is None:
+        # dim=k: k + 1 is right only when k >= 0, which the source does not say
+        raise LiftError(f"dim `{code(node)}` is not an integer literal")
+    if isinstance(node, (cst.Tuple, cst.List)):
+        return node.with_changes(elements=[el.with_changes(value=shift_dims(el.value)) for el in node.elements])
+    d = literal_dim(node)
+    return node if d is not None and d < 0 else cst.Integer(str(d + 1))
+
+
+def dims_code(dims: tuple[int, ...]) -> str:
+    return f"({dims[0]},)" if len(dims) == 1 else "(" + ", ".join(map(str, dims)) + ")"
+
+
+LAST = "last"  # an absent dim means trailing dims: the same on the stacked array
+ALL = "all"  # an absent dim means every dim of the item (fftn, fftshift)
+REDUCE_ALL = "reduce-all"  # an absent dim reduces the whole item (sum(), max())
+REQUIRED = "required"  # an absent dim is an error, or a deprecated implicit choice: decline
+
+
+@dataclass(frozen=True)
+class Op:
+    """How one torch function (or tensor method) batches.
+
+    `params` are the positional parameters after the input; `dims` maps each dim
+    parameter to what its absence means (LAST, ALL, REDUCE_ALL, REQUIRED, or the
+    non-negative default, which the stacked call must state shifted).
+    `item` / `b1` say when a per-item input (`f(x[i])`) or a batch of one
+    (`f(x[i].unsqueeze(0))`, then `torch.cat`) may become `f(x)`:
+      "any"   for any rank (the op works on trailing dims),
+      "lo1"   when each item has at least one dim,
+      "exact" when each item has exactly `spatial + 1` dims (conv: a 2-D item would be
+              an unbatched single-channel input, a different computation),
+      None    never (interpolate treats dim 0 as the batch: an item is not a batch).
+    """
+
+    params: tuple[str, ...] = ()
+    kwonly: tuple[str, ...] = ()
+    dims: tuple[tuple[str, object], ...] = ()
+    min_rank: int = 0  # the per-item call raises on items of lower rank
+    item: str | None = "any"
+    b1: str | None = None
+    spatial: int = 0
+    out: str = "same"  # same | reduce | minus1 | minus2 | none
+    fresh: bool = True  # False: may return a view of its input (transpose, diagonal)
+    empty_dims_ok: bool = False  # `dim=()` transforms nothing, like a 0-d item (fftn, ifftn)
+    forbid: tuple[str, ...] = ()  # parameters that change the result's structure
+    rename: str | None = None  # reduce-all spelling when the name differs (max() -> amax)
+
+
+def _op(**kw) -> Op:
+    kw["dims"] = tuple(kw.get("dims", {}).items())
+    return Op(**kw)
+
+
+DIM_FUNCTIONS: dict[str, Op] = {}
+DIM_METHODS: dict[str, Op] = {}
+
+for _name in ("fft", "ifft", "rfft", "irfft", "hfft", "ihfft"):
+    DIM_FUNCTIONS[f"torch.fft.{_name}"] = _op(params=("n", "dim", "norm"), dims={"dim": LAST}, min_rank=1)
+for _name in ("fft2", "ifft2", "rfft2", "irfft2", "hfft2", "ihfft2"):
+    DIM_FUNCTIONS[f"torch.fft.{_name}"] = _op(params=("s", "dim", "norm"), dims={"dim": LAST}, min_rank=1)
+for _name in ("fftn", "ifftn"):
+    DIM_FUNCTIONS[f"torch.fft.{_name}"] = _op(params=("s", "dim", "norm"), dims={"dim": ALL}, empty_dims_ok=True)
+for _name in ("rfftn", "irfftn", "hfftn", "ihfftn"):
+    DIM_FUNCTIONS[f"torch.fft.{_name}"] = _op(params=("s", "dim", "norm"), dims={"dim": ALL}, min_rank=1)
+for _name in ("fftshift", "ifftshift"):
+    DIM_FUNCTIONS[f"torch.fft.{_name}"] = _op(params=("dim",), dims={"dim": ALL}, min_rank=1)
+
+# linear algebra on the trailing matrix dims: any leading dims are a batch already.
+# Not det/logdet/slogdet: on a non-finite matrix the batched kernel's answer depends on
+# the batch's memory layout (nan per matrix, -inf in a strided batch).
+for _name, _params, _kwonly, _out in (
+    ("inv", (), (), "same"), ("matrix_exp", (), (), "same"),
+    ("cholesky", (), ("upper",), "same"), ("eigvalsh", ("UPLO",), (), "minus1"), ("svdvals", (), ("driver",), "minus1"),
+    ("pinv", (), ("atol", "rtol", "hermitian"), "same"), ("matrix_power", ("n",), (), "same"),
+    ("matrix_rank", (), ("atol", "rtol", "hermitian"), "minus2"), ("cond", ("p",), (), "minus2"),
+):
+    DIM_FUNCTIONS[f"torch.linalg.{_name}"] = _op(params=_params, kwonly=_kwonly, min_rank=2, out=_out)
+DIM_FUNCTIONS["torch.linalg.matrix_norm"] = _op(params=("ord", "dim", "keepdim"), kwonly=("dtype",),
+                                            dims={"dim": LAST}, min_rank=2, out="none")
+DIM_FUNCTIONS["torch.linalg.vector_norm"] = _op(params=("ord", "dim", "keepdim"), kwonly=("dtype",),
+                                            dims={"dim": REDUCE_ALL}, out="reduce")
+# linalg.norm without dim is a vector or a matrix norm depending on the rank: only with dim
+DIM_FUNCTIONS["torch.linalg.norm"] = _op(params=("ord", "dim", "keepdim"), kwonly=("dtype",),
+                                     dims={"dim": REQUIRED}, out="reduce")
+DIM_FUNCTIONS["torch.linalg.diagonal"] = _op(kwonly=("offset", "dim1", "dim2"),
+                                         dims={"dim1": LAST, "dim2": LAST}, min_rank=2, out="minus1",
+                                         fresh=False)
+for _name, _out in (("inverse", "same"), ("matrix_exp", "same")):
+    DIM_FUNCTIONS[f"torch.{_name}"] = _op(min_rank=2, out=_out)
+    DIM_METHODS[_name] = DIM_FUNCTIONS[f"torch.{_name}"]
+
+# softmax and friends: the dim is required (F.softmax's implicit dim depends on the rank)
+for _qual in ("torch.softmax", "torch.log_softmax", "torch.special.softmax", "torch.special.log_softmax"):
+    DIM_FUNCTIONS[_qual] = _op(params=("dim", "dtype"), dims={"dim": REQUIRED})
+for _name in ("softmax", "log_softmax", "softmin"):
+    DIM_FUNCTIONS[f"torch.nn.functional.{_name}"] = _op(params=("dim", "_stacklevel", "dtype"), dims={"dim": REQUIRED})
+for _name in ("softmax", "log_softmax"):
+    DIM_METHODS[_name] = _op(params=("dim",), kwonly=("dtype",), dims={"dim": REQUIRED})
+DIM_FUNCTIONS["torch.nn.functional.normalize"] = _op(params=("p", "dim", "eps"), dims={"dim": 1})
+DIM_FUNCTIONS["torch.nn.functional.glu"] = _op(params=("dim",), dims={"dim": LAST}, min_rank=1)
+
+# scans and reorderings along a dim
+for _name in ("cumsum", "cumprod", "logcumsumexp"):
+    DIM_FUNCTIONS[f"torch.{_name}"] = _op(params=("dim",), kwonly=("dtype",), dims={"dim": REQUIRED})
+    DIM_METHODS[_name] = DIM_FUNCTIONS[f"torch.{_name}"]
+DIM_FUNCTIONS["torch.flip"] = _op(params=("dims",), dims={"dims": REQUIRED})
+DIM_METHODS["flip"] = DIM_FUNCTIONS["torch.flip"]
+DIM_FUNCTIONS["torch.roll"] = _op(params=("shifts", "dims"), dims={"dims": REQUIRED})
+DIM_METHODS["roll"] = DIM_FUNCTIONS["torch.roll"]
+DIM_FUNCTIONS["torch.argsort"] = _op(params=("dim", "descending"), kwonly=("stable",), dims={"dim": LAST})
+DIM_METHODS["argsort"] = DIM_FUNCTIONS["torch.argsort"]
+DIM_FUNCTIONS["torch.diff"] = _op(params=("n", "dim"), dims={"dim": LAST}, min_rank=1, forbid=("prepend", "append"),
+                              out="none")
+DIM_METHODS["diff"] = DIM_FUNCTIONS["torch.diff"]
+for _name in ("transpose", "swapaxes", "swapdims"):
+    _pair = ("axis0", "axis1") if _name == "swapaxes" else ("dim0", "dim1")
+    DIM_FUNCTIONS[f"torch.{_name}"] = _op(params=_pair, dims={_pair[0]: REQUIRED, _pair[1]: REQUIRED}, fresh=False)
+    DIM_METHODS[_name] = DIM_FUNCTIONS[f"torch.{_name}"]
+for _name in ("movedim", "moveaxis"):
+    DIM_FUNCTIONS[f"torch.{_name}"] = _op(params=("source", "destination"),
+                                      dims={"source": REQUIRED, "destination": REQUIRED}, fresh=False)
+    DIM_METHODS[_name] = DIM_FUNCTIONS[f"torch.{_name}"]
+DIM_FUNCTIONS["torch.diagonal"] = _op(params=("offset", "dim1", "dim2"), dims={"dim1": 0, "dim2": 1}, min_rank=2,
+                                  out="minus1", fresh=False)
+DIM_METHODS["diagonal"] = DIM_FUNCTIONS["torch.diagonal"]
+DIM_FUNCTIONS["torch.unsqueeze"] = _op(params=("dim",), dims={"dim": REQUIRED}, out="plus1", fresh=False)
+DIM_METHODS["unsqueeze"] = DIM_FUNCTIONS["torch.unsqueeze"]
+# squeeze() without a dim would squeeze the batch dimension too when there is one row
+DIM_FUNCTIONS["torch.squeeze"] = _op(params=("dim",), dims={"dim": REQUIRED}, out="none", fresh=False)
+DIM_METHODS["squeeze"] = DIM_FUNCTIONS["torch.squeeze"]
+DIM_FUNCTIONS["torch.flatten"] = _op(params=("start_dim", "end_dim"), dims={"start_dim": 0, "end_dim": LAST},
+                                 out="none", fresh=False)
+DIM_METHODS["flatten"] = DIM_FUNCTIONS["torch.flatten"]
+
+# reductions: with a dim they shift; without one they reduce the whole item
+for _name in ("sum", "mean", "nansum", "nanmean", "amax", "amin", "logsumexp", "count_nonzero", "any", "all",
+              "argmax", "argmin", "std", "var", "prod"):
+    _default = REQUIRED if _name == "logsumexp" else REDUCE_ALL
+    _params = ("dim",) if _name in ("count_nonzero",) else ("dim", "keepdim")
+    _kwonly = {"sum": ("dtype",), "mean": ("dtype",), "nansum": ("dtype",), "nanmean": ("dtype",),
+               "prod": ("dtype",), "std": ("correction", "unbiased"), "var": ("correction", "unbiased")}
+    _op_entry = _op(params=_params, kwonly=_kwonly.get(_name, ()), dims={"dim": _default}, out="reduce")
+    DIM_FUNCTIONS[f"torch.{_name}"] = _op_entry
+    DIM_METHODS[_name] = _op_entry
+# max()/min() without arguments reduce the item; with a dim they return (values, indices)
+for _name in ("max", "min"):
+    DIM_METHODS[_name] = _op(dims={"dim": REDUCE_ALL}, out="reduce", rename=f"a{_name}")
+    DIM_FUNCTIONS[f"torch.{_name}"] = DIM_METHODS[_name]
+DIM_METHODS["norm"] = _op(params=("p", "dim", "keepdim"), kwonly=("dtype",), dims={"dim": REDUCE_ALL}, out="reduce")
+
+# layers that take a batch first: pooling and conv see `x[i].unsqueeze(0)` as a batch of one
+_F = "torch.nn.functional."
+for _k in (1, 2, 3):
+    DIM_FUNCTIONS[f"{_F}conv{_k}d"] = _op(params=("weight", "bias", "stride", "padding", "dilation", "groups"),
+                                     item="exact", b1="exact", spatial=_k, out="same")
+    DIM_FUNCTIONS[f"{_F}conv_transpose{_k}d"] = _op(
+        params=("weight", "bias", "stride", "padding", "output_padding", "groups", "dilation"),
+        item="exact", b1="exact", spatial=_k, out="same")
+    # each channel pools on its own: a 2-D item in a batch of one is one channel, the same
+    DIM_FUNCTIONS[f"{_F}max_pool{_k}d"] = _op(
+        params=("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
+        item="exact", b1="any", spatial=_k, out="same", forbid=("return_indices",))
+    DIM_FUNCTIONS[f"{_F}avg_pool{_k}d"] = _op(
+        params=("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
+        + (("divisor_override",) if _k > 1 else ()), item="exact", b1="any", spatial=_k, out="same")
+    DIM_FUNCTIONS[f"{_F}adaptive_avg_pool{_k}d"] = _op(params=("output_size",), item="exact", b1="any", spatial=_k)
+    DIM_FUNCTIONS[f"{_F}adaptive_max_pool{_k}d"] = _op(params=("output_size", "return_indices"), item="exact",
+                                                  b1="any", spatial=_k, forbid=("return_indices",))
+DIM_FUNCTIONS[f"{_F}interpolate"] = _op(
+    params=("size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias"),
+    item=None, b1="any")
+DIM_FUNCTIONS[f"{_F}group_norm"] = _op(params=("num_groups", "weight", "bias", "eps"), item=None, b1="any")
+DIM_FUNCTIONS[f"{_F}linear"] = _op(params=("weight", "bias"), min_rank=1, item="any", b1="lo1")
+DIM_FUNCTIONS[f"{_F}layer_norm"] = _op(params=("normalized_shape", "weight", "bias", "eps"), min_rank=1)
+
+# reductions that take a tuple of dims (the others reduce a flattened item)
+TUPLE_DIMS = {"sum", "mean", "nansum", "nanmean", "amax", "amin", "std", "var", "count_nonzero", "any", "all",
+               "vector_norm"}
+# matrix products: exact only for some ranks of their operands (see `_matmul`)
+MATMUL = {"torch.matmul", "torch.mm", "torch.bmm", "torch.mv"}
+
+# `row.sum()` of each row of `X` is `X.sum(1)`: a reduction over the whole item, by its
+# batched name (`max` -> `amax`); None when the op needs a dim (logsumexp)
+ROW_REDUCTIONS = {name: (op.rename or name) if dict(op.dims)["dim"] == REDUCE_ALL else None
+                  for name, op in DIM_METHODS.items() if op.out == "reduce"}
+# row reductions whose `dtype=` carries over (norm's is not proved by a verified fixture)
+ROW_REDUCTION_DTYPE = {name for name in ROW_REDUCTIONS if "dtype" in DIM_METHODS[name].kwonly} - {"norm"}
+
+
 # --------------------------------------------------------------------------- scope
 
 
@@ -105,6 +329,13 @@ class LiftScope:
     `temps` holds body temporaries already lifted, `loop_names` every name the loop binds
     (a reference to one the scope cannot lift declines), and `assumptions` collects what a
     rewrite relies on beyond the verified inputs (e.g. two arrays of equal length).
+
+    `calls` is a pattern's own batching rule, tried before the tables for every call --
+    and for `x[k]` and `a @ b`, which call `__getitem__` and `__matmul__`: it returns the
+    lifted value, None to leave the node to the tables, or raises LiftError. `reduction`
+    lifts row reductions with it (`row.sum()` -> `X.sum(1)`), `batched_op` the ops whose
+    dims shift (`softmax(v, 0)` -> `softmax(V, 1)`) and batches of one. It is asked once
+    per node: the answer is kept (by identity) for the lifetime of the scope.
     """
 
     info: ModuleInfo
@@ -115,6 +346,24 @@ class LiftScope:
     temps: dict[str, Lifted] = field(default_factory=dict)
     assumptions: list[str] = field(default_factory=list)
     walked: list[str] = field(default_factory=list)  # arrays read one row per iteration
+    calls: Callable[[cst.BaseExpression, LiftScope], Lifted | None] | None = None
+    _answers: dict[int, tuple[cst.CSTNode, Lifted | None]] = field(default_factory=dict, repr=False)
+
+    def use_calls(self, calls: Callable[[cst.BaseExpression, LiftScope], Lifted | None] | None) -> None:
+        """Install the pattern's rule (None removes it); a previous rule's answers are forgotten."""
+        self.calls = calls
+        self._answers.clear()
+
+    def rule(self, node: cst.BaseExpression) -> Lifted | None:
+        """What `calls` says about `node` (asked once per node)."""
+        if self.calls is None:
+            return None
+        kept = self._answers.get(id(node))
+        if kept is not None and kept[0] is node:
+            return kept[1]
+        out = self.calls(node, self)
+        self._answers[id(node)] = (node, out)  # the node is kept alive, so its id stays its own
+        return out
 
     def walk(self, array: str) -> None:
         """`x[i] * w[i]` with x [n, d] and w [n]: per row `w[i]` is 0-d and scales the row;
@@ -147,7 +396,8 @@ def _tensorish(kind: str) -> bool:
     return kind in ("tensor", "const", "invariant")
 
 
-def _paren(node: cst.BaseExpression) -> cst.BaseExpression:
+def paren(node: cst.BaseExpression) -> cst.BaseExpression:
+    """`node` ready to be an operand or a method's receiver: parenthesised unless an atom."""
     if isinstance(node, (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, cst.Float)):
         return node
     if node.lpar:
@@ -169,7 +419,7 @@ def _fit(original: cst.BaseExpression, new: cst.BaseExpression) -> cst.BaseExpre
             return new
     if isinstance(new, cst.Comparison) and isinstance(original, cst.Comparison):
         return new
-    return _paren(new)
+    return paren(new)
 
 
 def _arg(value: cst.BaseExpression, keyword: str | None = None) -> cst.Arg:
@@ -189,7 +439,7 @@ def call(func: cst.BaseExpression, *args: cst.BaseExpression, **kwargs: cst.Base
 
 
 def method(obj: cst.BaseExpression, name: str, *args: cst.BaseExpression, **kwargs) -> cst.Call:
-    return call(cst.Attribute(value=_paren(obj), attr=cst.Name(name)), *args, **kwargs)
+    return call(cst.Attribute(value=paren(obj), attr=cst.Name(name)), *args, **kwargs)
 
 
 # --------------------------------------------------------------------------- the lifter
@@ -268,21 +518,31 @@ def _lift_attribute(node: cst.Attribute, scope: LiftScope) -> Lifted:
     if base.kind != "tensor":
         raise LiftError(f"attribute `.{attr}` of a per-element Python number")
     if attr in ("dtype", "device", "is_cuda", "layout"):
-        return Lifted(node.with_changes(value=_paren(base.node)), False, "invariant")
+        return Lifted(node.with_changes(value=paren(base.node)), False, "invariant")
     if attr in ("real", "imag"):
-        return Lifted(node.with_changes(value=_paren(base.node)), True, "tensor", fresh=False)
+        return Lifted(node.with_changes(value=paren(base.node)), True, "tensor", fresh=False)
     raise LiftError(f"attribute `.{attr}` of a loop element")
 
 
-def _index_parts(node: cst.Subscript) -> tuple[str, tuple[cst.BaseSlice, ...]] | None:
+def _index_parts(node: cst.Subscript, scope: LiftScope) -> tuple[str, tuple[cst.BaseSlice, ...]] | None:
+    """`x[i][j]` as ("x", (i, j)); None when a pattern's rule lifts an inner `x[i][None]`
+    itself: the outer index then applies to what the rule made of it."""
+    inner = node.value
+    while isinstance(inner, cst.Subscript):
+        if scope.rule(inner) is not None:
+            return None
+        inner = inner.value
     return flatten_subscript(node)
 
 
 def _lift_subscript(node: cst.Subscript, scope: LiftScope) -> Lifted:
+    ruled = scope.rule(node)
+    if ruled is not None:
+        return ruled
     if _unbatched(node, scope):
         return Lifted(node, False, "invariant")
     dom = scope.domain
-    flat = _index_parts(node)
+    flat = _index_parts(node, scope)
     if flat is not None and dom.index is not None:
         base, parts = flat
         first = parts[0]
@@ -298,7 +558,7 @@ def _lift_subscript(node: cst.Subscript, scope: LiftScope) -> Lifted:
                 return Lifted(whole, True, "tensor", fresh=False)
             sl = [cst.SubscriptElement(cst.Slice(lower=None, upper=None))] + [
                 cst.SubscriptElement(p) for p in rest]
-            return Lifted(cst.Subscript(value=_paren(whole), slice=_commas(sl)), True, "tensor", fresh=False)
+            return Lifted(cst.Subscript(value=paren(whole), slice=_commas(sl)), True, "tensor", fresh=False)
         if any(not _unbatched(p, scope) for p in parts):
             # x[i - 1], x[idx[i]], x[j, i]: shifted, gathered or transposed reads
             if not (isinstance(node.value, (cst.Name, cst.Attribute)) and node.value is not None
@@ -316,7 +576,7 @@ def _lift_subscript(node: cst.Subscript, scope: LiftScope) -> Lifted:
     # Ellipsis would swallow the new leading dimension into `...`
     if any(isinstance(el.slice, cst.Index) and isinstance(el.slice.value, cst.Ellipsis) for el in node.slice):
         raise LiftError(f"`{code(node)}` indexes with `...`")
-    return Lifted(cst.Subscript(value=_paren(value.node), slice=_commas(sl)), True, "tensor", fresh=False)
+    return Lifted(cst.Subscript(value=paren(value.node), slice=_commas(sl)), True, "tensor", fresh=False)
 
 
 def _lift_head_is_element(node: cst.Subscript, scope: LiftScope) -> bool:
@@ -365,21 +625,22 @@ def _lift_unary(node: cst.UnaryOperation, scope: LiftScope) -> Lifted:
     inner = lift(node.expression, scope)
     op = node.operator
     if isinstance(op, cst.Not):
-        if not _is_predicate(node.expression):
+        if not is_predicate(node.expression):
             raise LiftError(f"`not` of a non-comparison `{code(node.expression)}`")
-        return Lifted(cst.UnaryOperation(cst.BitInvert(), _paren(inner.node)), True, "bool")
+        return Lifted(cst.UnaryOperation(cst.BitInvert(), paren(inner.node)), True, "bool")
     if isinstance(op, cst.BitInvert) and inner.kind in ("int", "bool"):
         raise LiftError("`~` on a Python number")
     return Lifted(node.with_changes(expression=_fit(node.expression, inner.node)), True, inner.kind)
 
 
-def _is_predicate(node: cst.BaseExpression) -> bool:
+def is_predicate(node: cst.BaseExpression) -> bool:
+    """A comparison (not in/is), or and/or/not of comparisons: a bool per element."""
     if isinstance(node, cst.Comparison):
         return all(not isinstance(t.operator, (cst.In, cst.NotIn, cst.Is, cst.IsNot)) for t in node.comparisons)
     if isinstance(node, cst.BooleanOperation):
-        return _is_predicate(node.left) and _is_predicate(node.right)
+        return is_predicate(node.left) and is_predicate(node.right)
     if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Not):
-        return _is_predicate(node.expression)
+        return is_predicate(node.expression)
     return False
 
 
@@ -394,6 +655,10 @@ def _note_invariant_operands(operands: list[Lifted], scope: LiftScope) -> None:
 
 
 def _lift_binary(node: cst.BinaryOperation, scope: LiftScope) -> Lifted:
+    if isinstance(node.operator, cst.MatrixMultiply):
+        ruled = scope.rule(node)
+        if ruled is not None:
+            return ruled
     if _unbatched(node, scope):
         return Lifted(node, False, "invariant")
     if isinstance(node.operator, cst.MatrixMultiply):
@@ -433,9 +698,9 @@ def _lift_comparison(node: cst.Comparison, scope: LiftScope) -> Lifted:
     # `0 < x < 1` is `(0 < x) and (x < 1)`: batched with `&`
     result: cst.BaseExpression = parts[0]
     for p in parts[1:]:
-        result = cst.BinaryOperation(left=_paren(result), operator=cst.BitAnd(
+        result = cst.BinaryOperation(left=paren(result), operator=cst.BitAnd(
             whitespace_before=cst.SimpleWhitespace(" "), whitespace_after=cst.SimpleWhitespace(" ")),
-            right=_paren(p))
+            right=paren(p))
     if len(parts) == 1:
         result = result.with_changes(lpar=node.lpar, rpar=node.rpar)
     return Lifted(result, True, out_kind)
@@ -445,14 +710,14 @@ def _lift_boolean(node: cst.BooleanOperation, scope: LiftScope) -> Lifted:
     if _unbatched(node, scope):
         return Lifted(node, False, "invariant")
     # `a and b` returns one of its operands: only on predicates is it `a & b`
-    if not (_is_predicate(node.left) and _is_predicate(node.right)):
+    if not (is_predicate(node.left) and is_predicate(node.right)):
         raise LiftError(f"`{code(node)}` combines non-comparisons with and/or")
     left, right = lift(node.left, scope), lift(node.right, scope)
     op = cst.BitAnd if isinstance(node.operator, cst.And) else cst.BitOr
     kind = "tensor" if "tensor" in (left.kind, right.kind) else "bool"
-    return Lifted(cst.BinaryOperation(left=_paren(left.node), operator=op(
+    return Lifted(cst.BinaryOperation(left=paren(left.node), operator=op(
         whitespace_before=cst.SimpleWhitespace(" "), whitespace_after=cst.SimpleWhitespace(" ")),
-        right=_paren(right.node)), True, kind)
+        right=paren(right.node)), True, kind)
 
 
 def _lift_ifexp(node: cst.IfExp, scope: LiftScope) -> Lifted:
@@ -464,7 +729,7 @@ def _lift_ifexp(node: cst.IfExp, scope: LiftScope) -> Lifted:
         # the same branch for every element: keep the conditional, lift the branches
         kind = combine_kinds(body, orelse, f"`{code(node)}`")
         return Lifted(node.with_changes(body=body.node, orelse=orelse.node), True, kind)
-    if not _is_predicate(node.test):
+    if not is_predicate(node.test):
         raise LiftError(f"condition `{code(node.test)}` is not a comparison")
     kinds = {body.kind, orelse.kind} - {"const", "invariant"}
     if kinds != {"tensor"}:
@@ -510,6 +775,9 @@ def _tensor_result(node: cst.Call, pos, kw, what: str, func: cst.BaseExpression,
 
 
 def _lift_call(node: cst.Call, scope: LiftScope) -> Lifted:
+    ruled = scope.rule(node)
+    if ruled is not None:
+        return ruled
     if _unbatched(node, scope):
         return Lifted(node, False, "invariant")
     info = scope.info
@@ -518,7 +786,7 @@ def _lift_call(node: cst.Call, scope: LiftScope) -> Lifted:
     if qual is not None:
         return _lift_qualified(node, qual, scope)
     builtin = info.builtin_name(node.func)
-    if builtin is not None and builtin not in scope.loop_names and builtin not in scope.info.imports:
+    if builtin is not None and builtin not in scope.loop_names:
         return _lift_builtin(node, builtin, scope)
     if isinstance(node.func, cst.Attribute):
         return _lift_method(node, scope)
@@ -533,7 +801,7 @@ def _lift_qualified(node: cst.Call, qual: str, scope: LiftScope) -> Lifted:
         return _tensor_result(node, pos, kw, what, node.func, scope)
     if module == "torch.special" and name in _SPECIAL:
         return _tensor_result(node, pos, kw, what, node.func, scope)
-    if module == "torch.nn.functional" and name in _FUNCTIONAL:
+    if module == "torch.nn.functional" and name in FUNCTIONAL:
         if "inplace" in kw:
             raise LiftError(f"`inplace=` in `{what}`")
         return _tensor_result(node, pos, kw, what, node.func, scope)
@@ -570,10 +838,10 @@ def _lift_builtin(node: cst.Call, name: str, scope: LiftScope) -> Lifted:
             kind = "tensor"
         # max(a, b) returns b only when b > a (so max(nan, 1) is nan): the same select
         cmp = cst.GreaterThan() if name == "max" else cst.LessThan()
-        test = cst.Comparison(left=_paren(b.node), comparisons=[cst.ComparisonTarget(
+        test = cst.Comparison(left=paren(b.node), comparisons=[cst.ComparisonTarget(
             operator=cmp.with_changes(whitespace_before=cst.SimpleWhitespace(" "),
                                       whitespace_after=cst.SimpleWhitespace(" ")),
-            comparator=_paren(a.node))])
+            comparator=paren(a.node))])
         # max(x, 0.0) yields the tensor x or the float 0.0: a list mixing both has no single dtype rule
         if a.kind != b.kind:
             raise LiftError(f"`{name}(...)` mixes a loop element with a constant")
@@ -589,7 +857,7 @@ def _lift_builtin(node: cst.Call, name: str, scope: LiftScope) -> Lifted:
         return Lifted(call(scope.torch_fn("round"), pos[0].node, **extra), True, "tensor")
     if name == "pow" and len(pos) == 2:
         kind = combine_kinds(pos[0], pos[1], "`pow(...)`")
-        return Lifted(cst.BinaryOperation(_paren(pos[0].node), cst.Power(), _paren(pos[1].node)), True,
+        return Lifted(cst.BinaryOperation(paren(pos[0].node), cst.Power(), paren(pos[1].node)), True,
                       "tensor" if kind in ("const", "invariant") else kind)
     raise LiftError(f"builtin `{name}(...)` per element")
 
@@ -602,7 +870,7 @@ def _lift_method(node: cst.Call, scope: LiftScope) -> Lifted:
     if obj.kind != "tensor":
         raise LiftError(f"method `.{name}()` on a per-element Python value")
     pos, kw = _lift_args(node, scope, f".{name}")
-    new_func = func.with_changes(value=_paren(obj.node))
+    new_func = func.with_changes(value=paren(obj.node))
     if name in _IDENTITY_METHODS and not pos and not kw:
         fresh = _IDENTITY_METHODS[name] or obj.fresh
         return Lifted(node.with_changes(func=new_func), obj.batched, "tensor", fresh=fresh)

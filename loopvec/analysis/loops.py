@@ -16,13 +16,17 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from .domain import Domain, DomainError, build_domain, _length_of
-from .module import ModuleInfo, code, dotted
+from .facts import sequence_problem
+from .module import ModuleInfo, code, contains, dotted, names_in, target_names
 
 COLLECTORS = {"torch.stack": "stack", "torch.tensor": "tensor", "torch.cat": "cat", "torch.concat": "cat"}
 
 # Calls whose result differs between runs or which write outside the loop.
 _RANDOM_PREFIXES = ("random.", "numpy.random.", "torch.rand", "torch.normal", "torch.bernoulli",
-                    "torch.multinomial", "torch.poisson", "torch.manual_seed")
+                    "torch.multinomial", "torch.poisson", "torch.manual_seed", "torch.dropout",
+                    "torch.nn.functional.dropout", "torch.nn.functional.alpha_dropout",
+                    "torch.nn.functional.feature_alpha_dropout", "torch.nn.functional.gumbel_softmax",
+                    "torch.nn.functional.rrelu")
 _EFFECT_BUILTINS = {"print", "open", "input", "exec", "eval", "setattr", "delattr", "next"}
 _RANDOM_METHODS = {"uniform_", "normal_", "random_", "bernoulli_", "exponential_", "geometric_",
                    "cauchy_", "log_normal_"}
@@ -146,54 +150,6 @@ def slice_code(sl: cst.BaseSlice) -> str:
     return code(sl)
 
 
-class _Names(cst.CSTVisitor):
-    """Loaded and stored names in a subtree, skipping nested function bodies."""
-
-    def __init__(self, root: cst.CSTNode | None = None) -> None:
-        self.loads: list[str] = []
-        self.stores: list[str] = []
-        self.root = root
-
-    def visit_FunctionDef(self, node) -> bool:
-        return node is self.root  # a function's own body counts; nested defs do not
-
-    def visit_Lambda(self, node) -> bool:
-        return False
-
-    def visit_Name(self, node: cst.Name) -> None:
-        self.loads.append(node.value)
-
-    # `x.total` and `f(dtype=...)`: `total` and `dtype` are not names in scope
-    def visit_Attribute(self, node: cst.Attribute) -> bool:
-        node.value.visit(self)
-        return False
-
-    def visit_Arg(self, node: cst.Arg) -> bool:
-        node.value.visit(self)
-        return False
-
-    # Assignment targets are visited as Names too; the body scanner separates them.
-
-
-def names_in(node: cst.CSTNode) -> set[str]:
-    v = _Names(node)
-    node.visit(v)
-    return set(v.loads)
-
-
-def _assigned_names(target: cst.BaseExpression) -> list[str]:
-    if isinstance(target, cst.Name):
-        return [target.value]
-    if isinstance(target, (cst.Tuple, cst.List)):
-        out: list[str] = []
-        for el in target.elements:
-            out += _assigned_names(el.value)
-        return out
-    if isinstance(target, cst.StarredElement):
-        return _assigned_names(target.value)
-    return []
-
-
 # --------------------------------------------------------------------------- body scan
 
 
@@ -233,7 +189,7 @@ class _BodyScanner(cst.CSTVisitor):
     def visit_For(self, node: cst.For) -> None:
         self.nested.append(node)
         self._loop_depth += 1
-        for name in _assigned_names(node.target):
+        for name in target_names(node.target):
             self._write(name)
         node.iter.visit(self)
         node.body.visit(self)
@@ -311,7 +267,7 @@ class _BodyScanner(cst.CSTVisitor):
         if isinstance(target, cst.StarredElement):
             self._target(target.value)
             return
-        for name in _assigned_names(target):
+        for name in target_names(target):
             self._write(name)
 
     def visit_Assign(self, node: cst.Assign) -> bool:
@@ -470,7 +426,7 @@ def _binds(stmt: cst.BaseStatement, name: str) -> cst.BaseExpression | None | bo
                     if isinstance(t.target, cst.Name) and t.target.value == name and len(stmt.body) == 1 \
                             and len(small.targets) == 1:
                         return small.value
-                    if name in _assigned_names(t.target):
+                    if name in target_names(t.target):
                         return True
             if isinstance(small, cst.AnnAssign) and isinstance(small.target, cst.Name) and small.target.value == name:
                 return small.value if small.value is not None and len(stmt.body) == 1 else True
@@ -650,7 +606,7 @@ class _LoopFinder(cst.CSTVisitor):
         node.body.visit(scan)
         if node.orelse is not None:
             scan.control.add("else")
-        targets = set(_assigned_names(node.target))
+        targets = set(target_names(node.target))
         block = self.blocks[-1] if self.blocks else ()
         index = next((k for k, s in enumerate(block) if s is node), -1)
         params = frame.params if frame else set()
@@ -758,7 +714,7 @@ def _reads_before_binding(stmt: cst.BaseStatement, name: str) -> str:
     if isinstance(stmt, cst.For):
         if name in names_in(stmt.iter):
             return "read"
-        if name in _assigned_names(stmt.target):
+        if name in target_names(stmt.target):
             return "bind"
         return "read"
     bound = _binds(stmt, name)
@@ -781,7 +737,7 @@ def _used_after(node: cst.For, names: set[str], blocks: list[tuple], loop_stack:
             start = index + 1 if here is not None else None
             if start is None:
                 # find the enclosing statement in this block that contains the loop
-                start = next((k + 1 for k, s in enumerate(block) if _contains(s, node)), len(block))
+                start = next((k + 1 for k, s in enumerate(block) if contains(s, node)), len(block))
             for stmt in block[start:]:
                 state = _reads_before_binding(stmt, name)
                 if state:
@@ -795,7 +751,7 @@ def _used_after(node: cst.For, names: set[str], blocks: list[tuple], loop_stack:
         for outer in loop_stack:
             before = []
             for stmt in outer.body.body if isinstance(outer.body, cst.IndentedBlock) else ():
-                if _contains(stmt, node):
+                if contains(stmt, node):
                     break
                 before.append(stmt)
             if any(name in names_in(s) for s in before):
@@ -803,72 +759,11 @@ def _used_after(node: cst.For, names: set[str], blocks: list[tuple], loop_stack:
     return used
 
 
-def _contains(stmt: cst.CSTNode, node: cst.CSTNode) -> bool:
-    if stmt is node:
-        return True
-    found = False
-
-    class _V(cst.CSTVisitor):
-        def on_visit(self, n) -> bool:
-            nonlocal found
-            if n is node:
-                found = True
-            return not found
-
-    stmt.visit(_V())
-    return found
-
-
-_SEQUENCE_CALLS = {"list", "tuple", "range", "sorted", "reversed", "dict", "set", "map", "filter"}
-_SEQUENCE_METHODS = {"tolist", "split", "keys", "values", "items", "splitlines"}
-_SEQUENCE_ANNOTATIONS = {"list", "tuple", "List", "Tuple", "Sequence", "Iterable", "Iterator", "dict", "Dict",
-                         "set", "Set", "str", "range", "Generator", "Mapping"}
-
-
-def _sequence_value(value: cst.BaseExpression, info: ModuleInfo) -> bool:
-    if isinstance(value, (cst.List, cst.Tuple, cst.ListComp, cst.GeneratorExp, cst.Dict, cst.Set,
-                          cst.DictComp, cst.SetComp, cst.SimpleString, cst.ConcatenatedString)):
-        return True
-    if isinstance(value, cst.Call):
-        if info.builtin_name(value.func) in _SEQUENCE_CALLS:
-            return True
-        if isinstance(value.func, cst.Attribute) and value.func.attr.value in _SEQUENCE_METHODS:
-            return True
-    return False
-
-
 def _iterable_problem(function: cst.FunctionDef | None, domain: Domain | None, info: ModuleInfo) -> str | None:
     """`vals = [1.0, 2.0]; for v in vals`, `def f(xs: list[float])`: not a tensor."""
-    if function is None or domain is None:
+    if domain is None:
         return None
-    names = {a for a in domain.arrays if "." not in a and "[" not in a}
-    if not names:
-        return None
-    for p in (*function.params.params, *function.params.posonly_params, *function.params.kwonly_params):
-        if p.name.value in names and p.annotation is not None:
-            ann = p.annotation.annotation
-            head = ann.value if isinstance(ann, cst.Subscript) else ann
-            text = dotted(head) or ""
-            if text.split(".")[-1] in _SEQUENCE_ANNOTATIONS:
-                return f"`{p.name.value}` is annotated as a Python sequence, not a tensor"
-        if p.name.value in names and p.default is not None and _sequence_value(p.default, info):
-            return f"`{p.name.value}` defaults to a Python sequence, not a tensor"
-
-    found: list[str] = []
-
-    class _Assigns(cst.CSTVisitor):
-        def visit_FunctionDef(self, node) -> bool:
-            return node is function
-
-        def visit_Assign(self, node: cst.Assign) -> None:
-            for t in node.targets:
-                if isinstance(t.target, cst.Name) and t.target.value in names and _sequence_value(node.value, info):
-                    found.append(t.target.value)
-
-    function.visit(_Assigns())
-    if found:
-        return f"`{found[0]}` is a Python sequence, not a tensor"
-    return None
+    return sequence_problem(function, {a for a in domain.arrays if "." not in a and "[" not in a}, info)
 
 
 def find_loops(info: ModuleInfo) -> list[Loop]:

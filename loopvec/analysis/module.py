@@ -7,7 +7,11 @@ resolve to `torch.sin`; `from torch.nn import functional as F` makes `F.relu` re
 
 from __future__ import annotations
 
+import ast
+import builtins
+import itertools
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
@@ -28,6 +32,241 @@ def dotted(node: cst.BaseExpression) -> str | None:
         head = dotted(node.value)
         return None if head is None else f"{head}.{node.attr.value}"
     return None
+
+
+class VariableVisitor(cst.CSTVisitor):
+    """Visits the names of variables only: `x.total` and `f(dtype=...)` spell `total` and
+    `dtype`, which are not names in scope. Subclasses say what to do in `visit_Name`."""
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        node.value.visit(self)
+        return False
+
+    def visit_Arg(self, node: cst.Arg) -> bool:
+        node.value.visit(self)
+        return False
+
+
+class _Names(VariableVisitor):
+    """Names a subtree reads or binds, skipping nested function bodies and lambdas."""
+
+    def __init__(self, root: cst.CSTNode | None = None) -> None:
+        self.loads: list[str] = []
+        self.root = root
+
+    def visit_FunctionDef(self, node) -> bool:
+        return node is self.root  # a function's own body counts; nested defs do not
+
+    def visit_Lambda(self, node) -> bool:
+        return False
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.loads.append(node.value)
+
+
+def names_in(node: cst.CSTNode) -> set[str]:
+    """Every variable name in a subtree, read or bound (not attribute names, not keywords),
+    outside nested function bodies and lambdas."""
+    v = _Names(node)
+    node.visit(v)
+    return set(v.loads)
+
+
+def number_value(node: cst.BaseExpression | None) -> int | float | None:
+    """The value of a number literal: `3`, `-1`, `0.0`, `+2.5`; None for anything else
+    (bools, complex numbers, names)."""
+    if isinstance(node, (cst.Integer, cst.Float)):
+        return node.evaluated_value
+    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, (cst.Minus, cst.Plus)) \
+            and isinstance(node.expression, (cst.Integer, cst.Float)):
+        value = node.expression.evaluated_value
+        return -value if isinstance(node.operator, cst.Minus) else value
+    return None
+
+
+def only(stmt: cst.BaseStatement) -> cst.BaseSmallStatement | None:
+    """The small statement of a line holding exactly one (`out.append(v)`), else None."""
+    if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1:
+        return stmt.body[0]
+    return None
+
+
+def walk(node: cst.CSTNode):
+    """`node` and every node below it, depth first."""
+    yield node
+    for child in node.children:
+        yield from walk(child)
+
+
+def used_names(function: cst.FunctionDef) -> set[str]:
+    """Every name spelled anywhere in a function: parameters, its own name, locals, the
+    globals it reads, attribute and keyword names, nested functions and lambdas. A new
+    local named otherwise shadows nothing (a closure may read a global `keep`)."""
+    return {n.value for n in walk(function) if isinstance(n, cst.Name)}
+
+
+def fresh_name(bases: str | tuple[str, ...], taken: set[str], first: int = 1, sep: str = "_") -> str:
+    """The first of `bases` not in `taken`, else the first numbered one: with the defaults
+    `keep`, `mask`, `keep_1`, `mask_1`, ...; with `first=2, sep=""` `t`, `t2`, `t3`, ...
+    The name is added to `taken`."""
+    bases = (bases,) if isinstance(bases, str) else bases
+    for k in itertools.chain([None], itertools.count(first)):
+        for base in bases:
+            name = base if k is None else f"{base}{sep}{k}"
+            if name not in taken:
+                taken.add(name)
+                return name
+    raise AssertionError("unreachable")
+
+
+def contains(node: cst.CSTNode, target: cst.CSTNode) -> bool:
+    """`target` is `node` or one of its descendants (by identity)."""
+    if node is target:
+        return True
+    found = False
+
+    class _V(cst.CSTVisitor):
+        def on_visit(self, n) -> bool:
+            nonlocal found
+            if n is target:
+                found = True
+            return not found
+
+    node.visit(_V())
+    return found
+
+
+def parameters(function: cst.FunctionDef) -> list[cst.Param]:
+    """A function's named parameters, in order (not `*args`, `**kwargs`)."""
+    p = function.params
+    return [*p.posonly_params, *p.params, *p.kwonly_params]
+
+
+def target_names(target: cst.BaseExpression) -> list[str]:
+    """The names an assignment target binds: `a`, `a, (b, *c)`; none for `x[i]` or `x.a`."""
+    if isinstance(target, cst.Name):
+        return [target.value]
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return [n for el in target.elements for n in target_names(el.value)]
+    if isinstance(target, cst.StarredElement):
+        return target_names(target.value)
+    return []
+
+
+class _Bound(cst.CSTVisitor):
+    """Every name a subtree binds, at any depth; a nested def or class binds only its name,
+    unless `nested`, when what its body binds counts too (a `nonlocal x` in a closure)."""
+
+    def __init__(self, nested: bool) -> None:
+        self.names: set[str] = set()
+        self.nested = nested
+
+    def _add(self, target: cst.BaseExpression) -> None:
+        self.names.update(target_names(target))
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        self._add(node.target)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        self._add(node.target)
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self._add(node.target)
+
+    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
+        self._add(node.target)
+
+    def visit_For(self, node: cst.For) -> None:
+        self._add(node.target)
+
+    def visit_CompFor(self, node: cst.CompFor) -> None:
+        self._add(node.target)
+
+    def visit_AsName(self, node: cst.AsName) -> None:
+        self._add(node.name)
+
+    def visit_ImportAlias(self, node: cst.ImportAlias) -> None:
+        if node.asname is None:
+            self.names.add((dotted(node.name) or "").split(".")[0])
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        self.names.add(node.name.value)
+        return self.nested
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        self.names.add(node.name.value)
+        return self.nested
+
+    def visit_Global(self, node: cst.Global) -> None:
+        self.names.update(n.name.value for n in node.names)
+
+    def visit_Nonlocal(self, node: cst.Nonlocal) -> None:
+        self.names.update(n.name.value for n in node.names)
+
+
+def bound_names(node: cst.CSTNode, nested: bool = False) -> set[str]:
+    """Every name `node` binds: assignment and loop targets, `as` names, imports, defs.
+    `node` may be a target expression itself (`a, b`)."""
+    v = _Bound(nested)
+    if isinstance(node, cst.BaseExpression):
+        v._add(node)
+    node.visit(v)
+    return v.names
+
+
+@lru_cache(maxsize=8)
+def _module_level_names(source: str) -> frozenset[str]:
+    """Names the module binds at its top level (defs, classes, assignments, imports), read
+    with `ast` from the whole file's text: a chunk of the file (see `loopvec.prefilter`)
+    must shadow builtins exactly as the whole file does."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return frozenset()
+    out: set[str] = set()
+    todo: list[ast.stmt] = list(tree.body)
+    while todo:
+        stmt = todo.pop()
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(stmt.name)
+            continue
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                out.add(node.id)
+            elif isinstance(node, ast.alias):
+                out.add((node.asname or node.name).split(".")[0])
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                out.add(node.name)  # under `if TYPE_CHECKING:`, `try:` ...
+    return frozenset(out)
+
+
+class _LocalShadows(cst.CSTVisitor):
+    """For every call of a builtin's name inside a function: the names the enclosing
+    functions bind (parameters, assignments), which shadow the builtin there."""
+
+    def __init__(self) -> None:
+        self.stack: list[frozenset[str]] = []
+        self.shadows: dict[int, frozenset[str]] = {}
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        names = {p.name.value for p in parameters(node)}
+        for star in (node.params.star_arg, node.params.star_kwarg):
+            if isinstance(star, cst.Param):
+                names.add(star.name.value)
+        names |= bound_names(node.body)
+        outer = self.stack[-1] if self.stack else frozenset()
+        self.stack.append(outer | names)
+
+    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+        self.stack.pop()
+
+    def visit_Call(self, node: cst.Call) -> None:
+        func = node.func
+        if self.stack and isinstance(func, cst.Name) and func.value in _BUILTINS:
+            self.shadows[id(func)] = self.stack[-1]
+
+
+_BUILTINS = frozenset(n for n in dir(builtins) if not n.startswith("_"))
 
 
 def _alias_name(alias: cst.ImportAlias) -> str:
@@ -91,10 +330,21 @@ class ModuleInfo:
         return f"{full}.{rest}" if rest else full
 
     def builtin_name(self, node: cst.BaseExpression) -> str | None:
-        """`len`, `float`, ... when the name is a builtin not shadowed by an import."""
-        if isinstance(node, cst.Name) and node.value not in self.imports:
-            return node.value
-        return None
+        """`len`, `float`, ... when the name is a Python builtin that nothing shadows: no
+        import, no module-level def or assignment, no parameter or local of an enclosing
+        function (`def clip(x, max)` calls its argument, not the builtin)."""
+        if not isinstance(node, cst.Name):
+            return None
+        name = node.value
+        if name not in _BUILTINS or name in self.imports or name in _module_level_names(self.source):
+            return None
+        if "_shadows" not in self.__dict__:
+            v = _LocalShadows()
+            self.module.visit(v)
+            self.__dict__["_shadows"] = v.shadows
+        if name in self.__dict__["_shadows"].get(id(node), ()):
+            return None
+        return name
 
     def alias_for(self, qualified: str) -> str | None:
         """The local spelling of a module (`th` for `torch`), if the module imports it."""

@@ -104,3 +104,11 @@ def test_python_sequences_are_flagged():
 def test_skip_comment_and_qualname_in_class():
     loop = only("class A:\n    def m(self, x):\n        for v in x:  # loopvec: skip\n            pass\n")
     assert loop.skip and loop.qualname == "A.m"
+
+
+@pytest.mark.parametrize("call", ["F.dropout(v, 0.5)", "F.alpha_dropout(v, 0.5)", "F.feature_alpha_dropout(v, 0.5)",
+                                  "F.gumbel_softmax(v)", "F.rrelu(v)", "torch.dropout(v, 0.5, True)"])
+def test_random_functions_are_side_effects(call):
+    loop = only("import torch.nn.functional as F\n"
+                f"def f(x):\n    out = []\n    for v in x:\n        out.append({call})\n    return torch.stack(out)\n")
+    assert loop.side_effects and "random" in loop.side_effects[0]
