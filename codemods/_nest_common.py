@@ -32,7 +32,7 @@ from loopvec.lift import Lifted, LiftError, LiftScope, as_operand, lift
 from loopvec.rewrite import SAFE, Decline, Edit, PatternContext, Rewrite
 from loopvec.verify.specs import ListSpec, ScalarSpec, TupleSpec, parse_annotation
 
-from ._dims import declared_ranks
+from loopvec.analysis.facts import declared_ranks
 
 _INT_DTYPES = {"int", "long", "int64", "int32", "int16", "int8", "uint8", "short", "byte", "char", "bool",
                "uint16", "uint32", "uint64"}
