@@ -115,6 +115,18 @@ PatternOpt = typer.Option(None, "--pattern", "-p", help="Only this pattern (repe
 JobsOpt = typer.Option(None, "--jobs", "-j", min=1, help="Worker processes (files are analysed in parallel).")
 FormatOpt = typer.Option(Format.text, "--format", help="text or json.")
 DeclinedOpt = typer.Option(False, "--show-declined", help="Also list loops no pattern rewrites, with the reason.")
+NoCacheOpt = typer.Option(False, "--no-cache", help="Ignore and do not update .loopvec_cache/ (plans and verdicts "
+                                                     "of earlier runs over unchanged files).")
+
+
+@contextmanager
+def _interruptible():
+    """Ctrl-C: one line and exit 130. Writes are atomic, so no file is left half-written."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        _err("loopvec: interrupted; every file is either fully rewritten or unchanged")
+        raise typer.Exit(130)
 
 
 @app.command()
@@ -124,12 +136,13 @@ def scan(
     jobs: Optional[int] = JobsOpt,
     fmt: Format = FormatOpt,
     show_declined: bool = DeclinedOpt,
+    no_cache: bool = NoCacheOpt,
 ) -> None:
     """List candidate loops: no verification, nothing written."""
     cfg = _config(paths)
     _check_patterns(pattern or cfg.patterns)
-    options = _options(paths, pattern, jobs, cfg, show_declined=show_declined)
-    with _progress(fmt is Format.text) as progress:
+    options = _options(paths, pattern, jobs, cfg, show_declined=show_declined, cache=not no_cache)
+    with _interruptible(), _progress(fmt is Format.text) as progress:
         result = run_scan(options, progress)
     _emit(result, fmt, diffs=False)
 
@@ -148,15 +161,48 @@ def apply(
     timeout: Optional[float] = typer.Option(None, "--timeout", min=0.1, help="Seconds per candidate."),
     device: Optional[Device] = typer.Option(None, "--device", help="cpu, cuda or all (default: all available)."),
     grad: bool = typer.Option(False, "--grad", help="Also compare gradients of float inputs."),
+    no_cache: bool = NoCacheOpt,
+    min_speedup: Optional[float] = typer.Option(
+        None, "--min-speedup", min=0.0, help="Keep a verified rewrite only if it is at least this many times faster "
+                                              "than the loop on scaled-up inputs (default 1.0, or [tool.loopvec] "
+                                              "min_speedup; 0 turns the timing off)."),
+    commit: bool = typer.Option(False, "--commit", help="In a git repository, commit the rewrites: one commit per "
+                                                        "pattern. Refuses when a file it would change has "
+                                                        "uncommitted edits."),
 ) -> None:
     """Rewrite loops whose vectorized form the verifier proves equal on generated inputs."""
     cfg = _config(paths)
     _check_patterns(pattern or cfg.patterns)
+    from .gitcommit import Committer, GitError
+
+    gate = min_speedup if min_speedup is not None else (cfg.min_speedup if cfg.min_speedup is not None else 1.0)
+    committer = None
+    if commit:
+        if dry_run:
+            _err("loopvec: error: --commit writes and commits: it cannot be combined with --dry-run")
+            raise typer.Exit(2)
+        try:
+            committer = Committer.for_paths(paths)
+        except GitError as exc:
+            _err(f"loopvec: error: {exc}")
+            raise typer.Exit(2)
     options = _options(paths, pattern, jobs, cfg, dry_run=dry_run, unsafe=unsafe, show_declined=show_declined,
                        max_examples=max_examples, timeout=timeout,
-                       device=device.value if device else None, grad=grad)
-    with _progress(fmt is Format.text) as progress:
-        result = run_apply(options, progress)
+                       device=device.value if device else None, grad=grad, cache=not no_cache,
+                       min_speedup=gate or None, before_write=committer.check_clean if committer else None)
+    with _interruptible(), _progress(fmt is Format.text) as progress:
+        try:
+            result = run_apply(options, progress)
+        except GitError as exc:  # a file to change has uncommitted edits: nothing was written
+            _err(f"loopvec: error: {exc}")
+            raise typer.Exit(2)
+    if committer is not None:
+        try:
+            for line in committer.commit(result, options.patterns):
+                _err(line)
+        except GitError as exc:
+            _err(f"loopvec: error: {exc}")
+            raise typer.Exit(2)
     _emit(result, fmt, diffs=dry_run)
 
 
@@ -193,6 +239,80 @@ def verify(
     if verdict.hint:
         typer.echo(f"hint: add `{verdict.hint}` on the def line")
     raise typer.Exit(0 if verdict.status == "verified" else (1 if verdict.status == "failed" else 2))
+
+
+@app.command()
+def bench(
+    target: str = typer.Argument(..., help="FILE.py::FUNCTION (or FILE.py::Cls.method) whose loop loopvec rewrites."),
+    shape: Optional[List[str]] = typer.Option(None, "--shape", help="NAME=[d1,d2,...]: an argument's shape, in the "
+                                                                     "hint syntax (repeatable): x=[1000,64]."),
+    size: Optional[List[str]] = typer.Option(None, "--size", help="DIM=N: bind a dimension by its name in the hints "
+                                                                   "(repeatable); *=N binds every free one."),
+    pattern: Optional[List[str]] = PatternOpt,
+    device: Optional[Device] = typer.Option(None, "--device", help="cpu (default) or cuda."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads while timing."),
+    target_elements: int = typer.Option(100_000, "--elements", min=1,
+                                        help="Without --shape/--size: grow free dimensions until the largest "
+                                             "input holds about this many elements."),
+    timeout: float = typer.Option(120.0, "--timeout", min=1.0, help="Seconds for the whole measurement."),
+) -> None:
+    """Time a function's loop against loopvec's rewrite of it, and compare peak memory."""
+    from .bench import BenchError, describe, function_request, run_one
+
+    path, sep, qual = target.partition("::")
+    if not sep or not qual or not os.path.isfile(path):
+        _err(f"loopvec: error: {target!r} is not FILE.py::FUNCTION of an existing file")
+        raise typer.Exit(2)
+    cfg = _config([path])
+    _check_patterns(pattern or cfg.patterns)
+    try:
+        request, patterns_used = function_request(path, qual, tuple(pattern or cfg.patterns), shape or [], size or [],
+                                                  target_elements, device.value if device else "cpu", threads)
+    except BenchError as exc:
+        _err(f"loopvec: error: {exc}")
+        raise typer.Exit(2)
+    with _interruptible():
+        timing = run_one(request, timeout)
+    typer.echo(f"{target} ({', '.join(patterns_used)}; the rewrite is not verified here: "
+               f"`loopvec apply --dry-run {path}` verifies it)")
+    for line in describe(timing):
+        typer.echo(line)
+    raise typer.Exit({"measured": 0, "failed": 1}.get(timing.status, 2))
+
+
+@app.command()
+def profile(
+    command: List[str] = typer.Argument(..., help="The command to profile, after `--`: "
+                                                  "loopvec profile -- python train.py --epochs 1"),
+    top: int = typer.Option(10, "--top", min=1, help="How many loops to list."),
+    apply_top: int = typer.Option(0, "--apply-top", min=0, help="Rewrite the N costliest candidate loops "
+                                                                 "(verified and timed, as `apply` does)."),
+    interval_ms: float = typer.Option(5.0, "--interval", min=0.1, help="Milliseconds between samples."),
+    path: Optional[List[str]] = typer.Option(None, "--path", help="Folders whose loops to rank (repeatable; "
+                                                                   "default: the working directory)."),
+    pattern: Optional[List[str]] = PatternOpt,
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Verify the candidates in the list."),
+    no_cache: bool = NoCacheOpt,
+) -> None:
+    """Run a command under a sampling profiler and rank its loops by the time spent in them."""
+    from . import profile as prof
+
+    roots = list(path or [os.getcwd()])
+    cfg = _config(roots)
+    _check_patterns(pattern or cfg.patterns)
+    with _interruptible():
+        code, samples = prof.run_profiled(list(command), interval_ms / 1000)
+        files = prof.python_files(samples, roots)
+        gate = cfg.min_speedup if cfg.min_speedup is not None else 1.0
+        options = _options(files or roots, pattern, None, cfg, cache=not no_cache, min_speedup=gate or None)
+        costs = prof.charge(samples, prof.loops_of(files, options)) if files else []
+        if verify or apply_top:
+            prof.verify_top(costs[:top], options, apply_top)
+    for line in prof.report(costs, samples, list(command), top):
+        typer.echo(line)
+    if code:
+        _err(f"loopvec: the profiled command exited with {code}")
+    raise typer.Exit(code if code else 0)
 
 
 @app.command()

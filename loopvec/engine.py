@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 import codemods
+from . import prefilter
 from .analysis.loops import Loop, find_loops
 from .analysis.module import ModuleInfo
 from .edits import EditError, apply_edits, function_source
@@ -108,10 +109,11 @@ def _inside(inner: Loop, outer: Loop) -> bool:
         and inner is not outer
 
 
-def match_loops(info: ModuleInfo, patterns: list) -> tuple[list[Loop], list[Rewrite], dict[int, list[Decline]]]:
+def match_loops(info: ModuleInfo, patterns: list, loops: list[Loop] | None = None,
+                ) -> tuple[list[Loop], list[Rewrite], dict[int, list[Decline]]]:
     """For each loop, the first pattern that rewrites it; outer loops win over inner ones."""
     ctx = PatternContext.for_module(info)
-    loops = find_loops(info)
+    loops = find_loops(info) if loops is None else loops
     rewrites: list[Rewrite] = []
     declines: dict[int, list[Decline]] = {}
     for loop in loops:
@@ -180,6 +182,10 @@ def plan_source(path: str, source: str, pattern_names: tuple[str, ...] = (), sho
     lines = source.count("\n") + 1
     if not may_hold_candidates(source):
         return FilePlan(path, source, (), (), 0, lines)
+    # listing every declined loop needs the whole file parsed
+    chunked = prefilter.plan_chunks(path, source, pattern_names, whole=show_declined)
+    if chunked is not None:
+        return chunked
     info = parse(path, source)
     patterns = codemods.select(pattern_names)
     loops, rewrites, declines = match_loops(info, patterns)
@@ -198,6 +204,11 @@ def plan_source(path: str, source: str, pattern_names: tuple[str, ...] = (), sho
     return FilePlan(path, source, tuple(planned), tuple(declined), len(loops), lines)
 
 
+def _first_line(exc: Exception) -> str:
+    """Reports keep one line per finding; libcst's syntax errors span several."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _plan_one(path: str, info: ModuleInfo, rw: Rewrite) -> Planned:
     loop = rw.loop
     key = _key(path, loop, rw.pattern)
@@ -207,7 +218,7 @@ def _plan_one(path: str, info: ModuleInfo, rw: Rewrite) -> Planned:
     except (EditError, cst.ParserSyntaxError) as exc:  # a pattern produced bad code: never write it
         return Planned(key, path, loop.qualname, loop.line, loop.column, loop.end_line, rw.pattern,
                        rw.message, rw.safety, rw.assumptions, None, "", "",
-                       unverifiable=f"internal: the rewrite does not render ({exc})")
+                       unverifiable=f"internal: the rewrite does not render ({_first_line(exc)})")
     fn = function_source(new_module, loop.qualname) if loop.qualname else None
     problem = None
     if loop.qualname and "<locals>" in loop.qualname:
@@ -216,7 +227,7 @@ def _plan_one(path: str, info: ModuleInfo, rw: Rewrite) -> Planned:
         problem = "the function could not be located after the rewrite"
     return Planned(key, path, loop.qualname, loop.line, loop.column, loop.end_line, rw.pattern, rw.message,
                    rw.safety, rw.assumptions, fn, "\n".join(rw.imports),
-                   unified_diff(path, info.source, new_source), unverifiable=problem)
+                   unified_diff(path, info.source, prefilter.splice(info, new_source)), unverifiable=problem)
 
 
 def apply_keys(path: str, source: str, keys: set[str], pattern_names: tuple[str, ...] = ()) -> str:

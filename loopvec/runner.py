@@ -9,6 +9,7 @@ file that has not changed since it was read.
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -18,6 +19,8 @@ from typing import Callable
 
 import libcst as cst
 
+from . import cache
+from .bench import BenchRequest, Timing, bench, speed_note
 from .edits import function_source
 from .engine import (FilePlan, Planned, SourceError, Text, apply_keys, encode, plan_source, read,
                      scan_finding, unified_diff)
@@ -41,6 +44,11 @@ class RunOptions:
     verify: VerifySettings = field(default_factory=VerifySettings)
     hints: tuple[tuple[str, str], ...] = ()  # ("module:function", spec)
     root: str | None = None
+    cache: bool = False  # plans and verdicts under .loopvec_cache/ (the CLI turns it on)
+    min_speedup: float | None = None  # the speed gate (loopvec.bench); None: off
+    only: frozenset[str] | None = None  # verify and write only these candidate keys (`loopvec profile`)
+    # called with the files about to be written, before the first write; it may raise to stop
+    before_write: Callable[[tuple[str, ...]], None] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -61,12 +69,24 @@ class RunResult:
 # --------------------------------------------------------------------------- planning
 
 
-def _plan(args: tuple[str, tuple[str, ...], bool]) -> FilePlan | FileResult:
-    path, patterns, show_declined = args
+def _plan(args: tuple[str, tuple[str, ...], bool, str | None]) -> FilePlan | FileResult:
+    path, patterns, show_declined, folder = args
     shown = display_path(path)
     try:
         text = read(path)
-        return plan_source(shown, text.text, patterns, show_declined)
+    except SourceError as exc:
+        return FileResult(shown, error=str(exc))
+    result = cache.load_plan(folder, shown, text.text, patterns, show_declined) if folder else None
+    if result is None:
+        result = _plan_text(shown, text.text, patterns, show_declined)
+        if folder:
+            cache.store_plan(folder, shown, text.text, patterns, show_declined, result)
+    return result
+
+
+def _plan_text(shown: str, text: str, patterns: tuple[str, ...], show_declined: bool) -> FilePlan | FileResult:
+    try:
+        return plan_source(shown, text, patterns, show_declined)
     except SourceError as exc:
         return FileResult(shown, error=str(exc))
     except RecursionError:
@@ -77,14 +97,24 @@ def _plan(args: tuple[str, tuple[str, ...], bool]) -> FilePlan | FileResult:
 
 def plan_all(options: RunOptions, progress: Progress | None = None) -> tuple[list[FilePlan | FileResult], list[str], list[str]]:
     files, missing = discover(list(options.paths), options.exclude, options.root)
-    jobs = [(f, options.patterns, options.show_declined) for f in files]
+    folder = cache.cache_dir(options.root) if options.cache else None
+    jobs = [(f, options.patterns, options.show_declined, folder) for f in files]
     results: list[FilePlan | FileResult] = []
     if options.jobs > 1 and len(files) > 1:
-        with ProcessPoolExecutor(max_workers=options.jobs) as pool:
+        # workers ignore Ctrl-C: the parent stops them, so a keypress prints one line, not a traceback per worker
+        pool = ProcessPoolExecutor(max_workers=options.jobs, initializer=signal.signal,
+                                   initargs=(signal.SIGINT, signal.SIG_IGN))
+        try:
             for k, res in enumerate(pool.map(_plan, jobs, chunksize=8)):
                 results.append(res)
                 if progress:
                     progress("scan", k + 1, len(jobs))
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+            raise
+        pool.shutdown()
     else:
         for k, job in enumerate(jobs):
             results.append(_plan(job))
@@ -135,12 +165,19 @@ def _candidate(p: Planned, source_fn: str, options: RunOptions) -> Candidate:
                      _hints_for(path, p.qualname, options), p.key)
 
 
-def _verify(cands: list[Candidate], settings: VerifySettings) -> dict[str, Verdict]:
-    if not cands:
-        return {}
+def _verify(cands: list[Candidate], settings: VerifySettings, cached: cache.Verdicts | None = None,
+            ) -> dict[str, Verdict]:
+    known = {c.key: v for c in cands if cached and (v := cached.get(c)) is not None}
+    todo = [c for c in cands if c.key not in known]
+    if not todo:
+        return known
     from .verify import verify_candidates  # torch is imported only by verifier workers
 
-    return {v.key: v for v in verify_candidates(cands, settings)}
+    for cand, verdict in zip(todo, verify_candidates(todo, settings)):
+        known[verdict.key] = verdict
+        if cached:
+            cached.put(cand, verdict)
+    return known
 
 
 def _status(p: Planned, verdict: Verdict | None) -> tuple[str, str]:
@@ -153,6 +190,27 @@ def _status(p: Planned, verdict: Verdict | None) -> tuple[str, str]:
     if verdict.status == "failed":
         return FAILED, verdict.message
     return UNVERIFIABLE, verdict.message
+
+
+# --------------------------------------------------------------------------- speed
+
+
+def _speed_gate(kept: list[Planned], options: RunOptions, progress: Progress | None) -> dict[str, Timing]:
+    """Timings of the verified rewrites about to be written (none when the gate is off)."""
+    if options.min_speedup is None or not kept:
+        return {}
+    device = "cuda" if options.verify.device == "cuda" else "cpu"
+    requests = []
+    for p in kept:
+        cand = _candidate(p, p.function_source, options)
+        requests.append(BenchRequest(p.key, cand.reference, cand.candidate, cand.hints, device=device,
+                                     max_loop_s=0.1, budget_s=1.0, memory=False))
+    if progress:
+        progress("speed", 0, len(requests))
+    timings = bench(requests, timeout_s=max(options.verify.timeout_s, 30.0))
+    if progress:
+        progress("speed", len(requests), len(requests))
+    return {t.key: t for t in timings}
 
 
 # --------------------------------------------------------------------------- writing
@@ -181,10 +239,12 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
 
     # 1. every candidate on its own
     cands = [_candidate(p, p.function_source, options) for fp in plans for p in fp.planned
-             if not p.unverifiable and p.qualname]
+             if not p.unverifiable and p.qualname and (options.only is None or p.key in options.only)]
     if progress:
         progress("verify", 0, len(cands))
-    verdicts = _verify(cands, options.verify)
+    cached = cache.Verdicts(cache.cache_dir(options.root), cache.tree_hash((fp.path, fp.source) for fp in plans),
+                            options.verify) if options.cache else None
+    verdicts = _verify(cands, options.verify, cached)
     if progress:
         progress("verify", len(cands), len(cands))
 
@@ -213,14 +273,21 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
                                           Impl(str(Path(fp.path).resolve()), qual, fn, members[0].prelude),
                                           _hints_for(fp.path, qual, options), key))
             combined_members[key] = members
-    together = _verify(combined, options.verify)
+    together = _verify(combined, options.verify, cached)
     dropped: set[str] = set()
     for key, members in combined_members.items():
         verdict = together.get(key)
         if verdict is None or verdict.status != "verified":
             dropped |= {m.key for m in members[1:]}  # keep the first; the rest only alone
 
-    # 3. write
+    # 3. the speed gate: a verified rewrite is kept only if it is also faster
+    timings = _speed_gate([p for fp in plans for p in chosen[fp.path] if p.key not in dropped], options, progress)
+    slow = {k for k, t in timings.items() if not t.passes(options.min_speedup)}
+    dropped |= slow
+    if options.before_write and not options.dry_run:
+        options.before_write(tuple(fp.path for fp in plans if any(p.key not in dropped for p in chosen[fp.path])))
+
+    # 4. write
     out: list[FileResult] = []
     diffs: list[str] = []
     by_path = {fp.path: fp for fp in plans}
@@ -236,7 +303,9 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
         if keys:
             try:
                 new_source = apply_keys(fp.path, fp.source, keys, options.patterns)
-                file_diff = unified_diff(fp.path, fp.source, new_source)
+                header = "".join(f"# loopvec: {p.pattern} {speed_note(timings[p.key])}\n" for p in fp.planned
+                                 if p.key in keys and p.key in timings)
+                file_diff = unified_diff(fp.path, fp.source, new_source, header)
                 if not options.dry_run:
                     current = read(fp.path)
                     if current.text != fp.source:
@@ -257,14 +326,23 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
                 status = REWRITTEN if changed else VERIFIED
             elif status == VERIFIED and p.safety != SAFE and not options.unsafe:
                 message = f"{p.safety}: applied only with --unsafe ({'; '.join(p.assumptions)})"
+            elif status == VERIFIED and p.key in slow:
+                message = (f"verified, but {speed_note(timings[p.key])} than the loop: left as it was "
+                           f"(--min-speedup {options.min_speedup:g})")
             elif status == VERIFIED and p.key in dropped:
                 message = "verified alone, but not together with another rewrite in the same function"
+            timing = timings.get(p.key)
+            if status in (VERIFIED, REWRITTEN) and p.key in keys and timing is not None:
+                message = f"{p.message}; {speed_note(timing)}"
+            elif status in (VERIFIED, REWRITTEN) and p.key not in slow:
+                message = p.message
             findings.append(Finding(
-                p.path, p.line, p.column, p.end_line, p.qualname, p.pattern, status,
-                f"{p.message}" if status in (VERIFIED, REWRITTEN) else message,
+                p.path, p.line, p.column, p.end_line, p.qualname, p.pattern, status, message,
                 p.diff, p.safety, p.assumptions,
                 counterexample=verdict.counterexample if verdict else None,
-                hint=verdict.hint if verdict else None, key=p.key,
+                hint=verdict.hint if verdict else None,
+                speedup=round(timing.speedup, 2) if timing is not None and timing.speedup is not None else None,
+                key=p.key,
             ))
         findings += list(fp.declined)
         findings.sort(key=lambda f: (f.line, f.column))

@@ -1,0 +1,638 @@
+"""The speed gate and `loopvec bench`: time a rewrite against its loop on scaled-up inputs.
+
+A rewrite the verifier proved equal is kept only if it is also faster. The inputs are
+the verifier's (`loopvec.verify.plan`: the same hints, annotations and usage facts), with
+every free dimension scaled up together -- doubling from 8 until the largest input holds
+about `target_elements` elements or one call of the original loop takes `max_loop_s`
+(a Python loop over 10^5 rows is already slow enough to show the difference). A hint or
+`--shape` fixes a dimension; `sizes` binds one by name (`n=50000`, `*` for all free ones).
+
+Both sides run in one subprocess, `python -m loopvec.bench` (like the verifier's
+workers: the module imported in its package context, the rewrite compiled into a copy of
+its namespace), one request at a time with a time limit each. Calls alternate between the
+two sides, each on fresh copies of the inputs (a loop may write into an argument), and the
+result is the ratio of medians from the same run. On CUDA every call is synchronised.
+
+Memory: on CUDA, the allocator's peak during one call (`torch.cuda.max_memory_allocated`).
+On CPU there is no allocator statistic, so a `TorchDispatchMode` follows every tensor
+storage a torch op creates during one call until it is freed; the figure is the peak of
+those bytes alive at once, inputs not counted (a loop's per-row scalars count; Python
+objects and the allocator's own overhead do not).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from .verify.types import Impl
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
+STARTUP_S = 120.0  # importing torch on a busy machine
+TOLERANCE = 0.05  # timing noise: a gate of 1.0 keeps a rewrite measured at 0.96x
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    key: str
+    reference: Impl
+    candidate: Impl
+    hints: tuple[tuple[str, str], ...] = ()  # name -> spec, as for the verifier
+    sizes: tuple[tuple[str, int], ...] = ()  # dim name (or "*") -> size
+    target_elements: int = 100_000
+    max_loop_s: float = 0.25  # stop growing when one call of the original takes this long
+    budget_s: float = 3.0  # time spent on the timed calls
+    device: str = "cpu"
+    memory: bool = True
+    # one thread: a decision that does not swing with the machine's load (intra-op threads
+    # on a busy machine wait for each other); it understates what threads add to the rewrite
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class Timing:
+    key: str
+    status: str  # measured | not-measured | failed (the rewrite raised where the loop did not)
+    message: str = ""
+    original_s: float | None = None  # median seconds per call
+    rewrite_s: float | None = None
+    original_bytes: int | None = None  # peak bytes during one call (see the module docstring)
+    rewrite_bytes: int | None = None
+    sizes: tuple[tuple[str, int], ...] = ()
+    shapes: str = ""  # "x=[100000] w=[64,64]"
+    device: str = "cpu"
+    calls: int = 0  # timed calls per side
+
+    @property
+    def speedup(self) -> float | None:
+        if self.original_s is None or not self.rewrite_s:
+            return None
+        return self.original_s / self.rewrite_s
+
+    @property
+    def size_text(self) -> str:
+        # a dim named by its value ("3" in x=[n,3]) says nothing new
+        return ", ".join(f"{k}={v}" for k, v in self.sizes if not k.isdigit()) or self.shapes
+
+    def passes(self, min_speedup: float) -> bool:
+        """Whether the gate keeps it: unmeasured rewrites stay (the gate only drops what it
+        measured slower); measured ones need `min_speedup`, less the timing noise."""
+        if self.status == "failed":
+            return False
+        s = self.speedup
+        return s is None or s >= min_speedup * (1 - TOLERANCE)
+
+
+def speed_note(t: Timing) -> str:
+    """`37.2x faster (n=100000)` for reports and diff headers."""
+    s = t.speedup
+    if s is None:
+        return f"speed not measured: {t.message}" if t.message else "speed not measured"
+    word = "faster" if s >= 1 else "slower"
+    shown = s if s >= 1 else 1 / s
+    return f"{shown:.1f}x {word} ({t.size_text})" if t.size_text else f"{shown:.1f}x {word}"
+
+
+# --------------------------------------------------------------------------- `loopvec bench`
+
+
+class BenchError(Exception):
+    """Why `loopvec bench FILE::FUNCTION` has nothing to time; one line."""
+
+
+def function_request(path: str, qualname: str, patterns: tuple[str, ...], shapes: list[str], sizes: list[str],
+                     target_elements: int = 100_000, device: str = "cpu", threads: int = 1,
+                     ) -> tuple[BenchRequest, list[str]]:
+    """The request timing `qualname`'s loops against loopvec's rewrite of all of them, and
+    the patterns that rewrite them. `shapes` are `x=[1000,64]` specs, `sizes` `n=5000`."""
+    import libcst as cst
+
+    from .edits import function_source
+    from .engine import SourceError, apply_keys, plan_source, read
+
+    hints = [_pair(item, "--shape") for item in shapes]
+    bound = []
+    for item in sizes:
+        name, value = _pair(item, "--size")
+        try:
+            bound.append((name, int(value)))
+        except ValueError:
+            raise BenchError(f"--size {item!r}: the size is not an integer") from None
+    try:
+        text = read(path).text
+        mine = [p for p in plan_source(path, text, patterns).planned if p.qualname == qualname]
+        if not mine:
+            raise BenchError(f"no loop in {qualname} that loopvec rewrites (see `loopvec scan --show-declined {path}`)")
+        source = function_source(cst.parse_module(apply_keys(path, text, {p.key for p in mine}, patterns)), qualname)
+    except SourceError as exc:
+        raise BenchError(f"{path}: {exc}") from None
+    if source is None:
+        raise BenchError(f"{qualname} cannot be run on its own (a nested function?)")
+    full = os.path.abspath(path)
+    prelude = "\n".join(dict.fromkeys(line for p in mine for line in p.prelude.splitlines() if line))
+    request = BenchRequest("cli", Impl(full, qualname), Impl(full, qualname, source, prelude), tuple(hints),
+                           tuple(bound), target_elements=target_elements, max_loop_s=2.0, budget_s=5.0,
+                           device=device, threads=threads)
+    return request, list(dict.fromkeys(p.pattern for p in mine))
+
+
+def _pair(item: str, flag: str) -> tuple[str, str]:
+    name, eq, value = item.partition("=")
+    if not eq or not name.strip() or not value.strip():
+        raise BenchError(f"{flag} {item!r} is not NAME=VALUE")
+    return name.strip(), value.strip()
+
+
+def run_one(request: BenchRequest, timeout_s: float) -> Timing:
+    return bench([request], timeout_s=timeout_s)[0]
+
+
+def describe(t: Timing) -> list[str]:
+    """The lines `loopvec bench` prints for one timing."""
+    if t.status != "measured":
+        return [f"  not measured: {t.message}"]
+    return [
+        f"  inputs:   {t.shapes} on {t.device}, median of {t.calls} calls",
+        f"  original: {seconds(t.original_s):>10}   peak {human_bytes(t.original_bytes)}",
+        f"  rewrite:  {seconds(t.rewrite_s):>10}   peak {human_bytes(t.rewrite_bytes)}",
+        f"  speedup:  {speed_note(t)}",
+    ]
+
+
+def seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s * 1e6:.1f} us"
+
+
+# --------------------------------------------------------------------------- parent side
+
+
+def bench(requests: Sequence[BenchRequest], timeout_s: float = 60.0) -> list[Timing]:
+    """One Timing per request, in order. Never raises for problems in user code."""
+    out: list[Timing] = []
+    worker: _Worker | None = None
+    try:
+        for req in requests:
+            if worker is None:
+                worker = _Worker()
+            try:
+                out.append(worker.ask(req, timeout_s))
+            except _Gone as exc:
+                worker.kill()
+                worker = None
+                out.append(Timing(req.key, "not-measured", str(exc), device=req.device))
+    finally:
+        if worker is not None:
+            worker.close()
+    return out
+
+
+class _Gone(Exception):
+    pass
+
+
+class _Worker:
+    def __init__(self) -> None:
+        from .verify.worker import HEADER
+
+        self.header = HEADER
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([sys.executable, "-m", "loopvec.bench"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.log, env=env, start_new_session=True)
+        self.buffer = b""
+        self.ready = False
+
+    def ask(self, req: BenchRequest, timeout_s: float) -> Timing:
+        from .verify.worker import send
+
+        if not self.ready:
+            self._read(time.monotonic() + STARTUP_S, "the benchmark worker did not start")
+            self.ready = True
+        try:
+            send(self.proc.stdin, req)
+        except OSError:
+            raise _Gone(self._why("the benchmark worker stopped")) from None
+        return self._read(time.monotonic() + timeout_s, f"timed out after {timeout_s:g} s")
+
+    def _read(self, deadline: float, late: str) -> Any:
+        fd = self.proc.stdout.fileno()
+        while True:
+            if len(self.buffer) >= self.header.size:
+                (size,) = self.header.unpack(self.buffer[: self.header.size])
+                end = self.header.size + size
+                if len(self.buffer) >= end:
+                    data, self.buffer = self.buffer[self.header.size:end], self.buffer[end:]
+                    return pickle.loads(data)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _Gone(late)
+            ready, _, _ = select.select([fd], [], [], min(left, 0.1))
+            if ready:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    self.proc.wait()
+                    raise _Gone(self._why("the benchmark worker crashed"))
+                self.buffer += chunk
+
+    def _why(self, what: str) -> str:
+        try:
+            self.log.seek(0)
+            lines = [ln for ln in self.log.read().decode(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            lines = []
+        return f"{what}: {lines[-1][:200]}" if lines else what
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, 9)
+            except (ProcessLookupError, PermissionError):
+                self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        self.kill()
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+def _private_pipes():
+    requests = os.fdopen(os.dup(0), "rb", buffering=0)
+    replies = os.fdopen(os.dup(1), "wb", buffering=0)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)  # what user code prints goes to the log, not into the protocol
+    return requests, replies
+
+
+def main() -> int:
+    from .verify.worker import receive, send
+
+    requests, replies = _private_pipes()
+    import torch  # noqa: F401  (paid once, before the first request is timed)
+
+    send(replies, ("ready", os.getpid()))
+    home = os.getcwd()
+    while True:
+        req = receive(requests)
+        if req is None:
+            return 0
+        try:
+            timing = measure(req)
+        except Exception as exc:  # a bug of the benchmark's own: say so
+            timing = Timing(req.key, "not-measured", f"benchmark error: {type(exc).__name__}: {exc}",
+                            device=req.device)
+        os.chdir(home)
+        send(replies, timing)
+
+
+class _NotMeasured(Exception):
+    pass
+
+
+def measure(req: BenchRequest) -> Timing:
+    import torch
+
+    from .verify.loading import LoadError, load
+
+    device = req.device
+    torch.set_num_threads(req.threads)
+    if device == "cuda" and not torch.cuda.is_available():
+        return Timing(req.key, "not-measured", "CUDA is not available", device=device)
+    try:
+        ref, new = load(req.reference), load(req.candidate)
+    except LoadError as exc:
+        return Timing(req.key, "not-measured", exc.message, device=device)
+    except BaseException as exc:  # an import that fails or exits
+        return Timing(req.key, "not-measured", f"cannot import: {type(exc).__name__}: {exc}", device=device)
+    try:
+        plan = _plan(ref, new, req)
+        run_ref, run_new = _callable(ref, device), _callable(new, device)
+        sizes, inputs, shapes, first = _choose_sizes(plan, req, run_ref, device, ref.signature())
+    except _NotMeasured as exc:
+        return Timing(req.key, "not-measured", str(exc), device=device)
+    sizes_items = tuple(sorted((k, v) for k, v in sizes.items() if isinstance(v, int)))
+    try:
+        _call(run_new, inputs, device)
+    except Exception as exc:
+        return Timing(req.key, "failed", f"the rewrite raised where the loop did not: {type(exc).__name__}: {exc}",
+                      sizes=sizes_items, shapes=shapes, device=device)
+    orig, rew = _time_both(run_ref, run_new, inputs, device, first, req.budget_s)
+    mem_ref = mem_new = None
+    if req.memory:
+        mem_ref, mem_new = _peak_bytes(run_ref, inputs, device), _peak_bytes(run_new, inputs, device)
+    return Timing(req.key, "measured", "", statistics.median(orig), statistics.median(rew), mem_ref, mem_new,
+                  sizes_items, shapes, device, len(orig))
+
+
+def _plan(ref, new, req: BenchRequest):
+    from .analysis.usage import usage_facts
+    from .verify.plan import build_plan
+    from .verify.specs import SpecError, parse_spec
+
+    # as the verifier plans them (`check._plan`): the def-line comment wins over configured hints
+    texts = {**dict(req.hints), **(ref.definition.hint_comment() or new.definition.hint_comment())}
+    try:
+        hints = {name: parse_spec(text) for name, text in texts.items()}
+    except SpecError as exc:
+        raise _NotMeasured(f"bad hint: {exc}") from None
+    facts = usage_facts(ref.definition.node, skip_first=ref.definition.skips_first)
+    return build_plan(ref.definition.params(), facts, hints)
+
+
+def _callable(loaded, device: str):
+    """A function of (args, kwargs); a method is bound to one instance made up front."""
+    target = getattr(loaded.target, "__func__", loaded.target)
+    if loaded.owner is None or loaded.definition.static:
+        return target
+    try:
+        instance = loaded.make_instance(device)
+    except Exception as exc:
+        raise _NotMeasured(f"cannot build {loaded.owner.__name__}(): {type(exc).__name__}: {exc}") from None
+    return loaded.target.__get__(instance, loaded.owner)
+
+
+def _choose_sizes(plan, req: BenchRequest, run_ref, device: str, signature):
+    """Sizes, inputs and one timed call of the original at the chosen scale."""
+    overrides = dict(req.sizes)
+    everything = overrides.pop("*", None)
+    fixed = {d.name: d.low for d in plan.dims if d.low == d.high}
+    free = [d for d in plan.dims if d.low != d.high and d.name not in overrides]
+    if everything is not None:
+        fixed.update({d.name: everything for d in free})
+        free = []
+    fixed.update(overrides)
+    low = max([d.low for d in free], default=1)
+    s = max(8, low)
+    best = None
+    while True:
+        sizes = {**fixed, **{d.name: s for d in free}}
+        for v in getattr(plan, "variadics", ()):
+            sizes[v.name] = ()
+        inputs, shapes = _inputs(plan, sizes, device, signature)
+        try:
+            took = _call(run_ref, inputs, device)
+        except Exception as exc:
+            if best is None:
+                raise _NotMeasured(f"the original raised on scaled-up inputs ({shapes}): "
+                                   f"{type(exc).__name__}: {exc}") from None
+            break
+        best = (sizes, inputs, shapes, took)
+        largest = max((t.numel() for t in _tensors(inputs)), default=0)
+        if not free or took >= req.max_loop_s or largest >= req.target_elements or s >= 1 << 20:
+            break
+        s *= 2
+    return best
+
+
+def _inputs(plan, sizes: dict, device: str, signature) -> tuple[tuple[tuple, dict], str]:
+    """(args, kwargs) for the plan at these sizes, and their shapes as text."""
+    import torch
+
+    from .verify.plan import DefaultArg, EitherArg, ListArg, ScalarArg, TensorArg, TupleArg
+
+    gen = torch.Generator().manual_seed(0)
+    dtype = getattr(torch, plan.value_dtypes[0])
+
+    def size(name: str) -> int:
+        return sizes[name]
+
+    def shape_of(dims) -> tuple[int, ...]:
+        out: list[int] = []
+        for d in dims:
+            v = sizes[d]
+            out.extend(v if isinstance(v, tuple) else (v,))
+        return tuple(out)
+
+    def build(arg):
+        if isinstance(arg, EitherArg):
+            options = [a for a in arg.options if not isinstance(a, DefaultArg)]
+            return build(options[0]) if options else _OMIT
+        if isinstance(arg, DefaultArg):
+            return _OMIT
+        if isinstance(arg, TensorArg):
+            shape = shape_of(arg.dims)
+            kind = getattr(torch, arg.dtypes[0]) if arg.dtypes else dtype
+            if arg.index_of is not None:
+                t = torch.randint(0, max(size(arg.index_of), 1), shape, generator=gen, dtype=kind)
+            elif kind == torch.bool:
+                t = torch.rand(shape, generator=gen) < 0.5
+            elif kind.is_floating_point or kind.is_complex:
+                t = torch.randn(shape, generator=gen, dtype=torch.float64).to(kind)
+            else:
+                lo, hi = (0, 256) if kind == torch.uint8 else (-100, 101)
+                t = torch.randint(lo, hi, shape, generator=gen, dtype=kind)
+            return t.to(device)
+        if isinstance(arg, ScalarArg):
+            if arg.kind == "float":
+                return 0.5
+            if arg.kind == "bool":
+                return True
+            if arg.upto is not None:
+                return size(arg.upto)
+            if getattr(arg, "size", None) is not None:
+                return size(arg.size)
+            if arg.below is not None:
+                return max(size(arg.below) - 1, 0) // 2
+            return 3
+        if isinstance(arg, ListArg):
+            items = [build(arg.item) for _ in range(size(arg.length))]
+            return tuple(items) if arg.tuple_ else items
+        if isinstance(arg, TupleArg):
+            return tuple(build(a) for a in arg.items)
+        raise _NotMeasured(f"cannot build a scaled-up {type(arg).__name__} argument")
+
+    values = {name: build(arg) for name, arg in plan.args}
+    values = {k: v for k, v in values.items() if v is not _OMIT}
+    try:
+        bound = signature.bind_partial(**values)
+    except TypeError as exc:
+        raise _NotMeasured(f"cannot call it with the planned arguments: {exc}") from None
+    return (bound.args, bound.kwargs), _shapes(values)
+
+
+_OMIT = object()
+
+
+def _tensors(inputs) -> list:
+    import torch
+
+    out = []
+
+    def walk(x):
+        if isinstance(x, torch.Tensor):
+            out.append(x)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+        elif isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+
+    walk(inputs)
+    return out
+
+
+def _shapes(values: dict) -> str:
+    import torch
+
+    parts = []
+    for name, v in values.items():
+        if isinstance(v, torch.Tensor):
+            parts.append(f"{name}=[{','.join(map(str, v.shape))}]")
+        elif isinstance(v, (list, tuple)):
+            parts.append(f"{name}=<{len(v)} items>")
+        else:
+            parts.append(f"{name}={v!r}")
+    return " ".join(parts)
+
+
+def _copy(x):
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return x.clone()
+    if isinstance(x, list):
+        return [_copy(v) for v in x]
+    if isinstance(x, tuple):
+        return tuple(_copy(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _copy(v) for k, v in x.items()}
+    return x
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _call(fn, inputs, device: str) -> float:
+    """Seconds for one call on fresh copies of the inputs."""
+    args, kwargs = _copy(inputs)
+    _sync(device)
+    t0 = time.perf_counter()
+    fn(*args, **kwargs)
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def _time_both(run_ref, run_new, inputs, device: str, first: float, budget_s: float):
+    """Alternating calls, so drift in the machine's load hits both sides alike."""
+    fast = _call(run_new, inputs, device)  # warm-up
+    rounds = int(min(max(budget_s / 2 / max(first, 1e-6), 3), 25))
+    inner = int(min(max(first / max(fast, 1e-7), 1), 20))  # more samples of the quick side
+    orig: list[float] = []
+    new: list[float] = []
+    for _ in range(rounds):
+        orig.append(_call(run_ref, inputs, device))
+        new.append(statistics.median(_call(run_new, inputs, device) for _ in range(inner)))
+    return orig, new
+
+
+def _peak_bytes(fn, inputs, device: str) -> int | None:
+    import torch
+
+    args, kwargs = _copy(inputs)
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn(*args, **kwargs)
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    tracker = _StorageTracker({t.untyped_storage().data_ptr() for t in _tensors((args, kwargs))})
+    try:
+        with tracker:
+            fn(*args, **kwargs)
+    except Exception:
+        return None
+    return tracker.peak
+
+
+def _storage_tracker_class():
+    import weakref
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    class StorageTracker(TorchDispatchMode):
+        """Bytes of tensor storage created by torch ops and still alive: current and peak."""
+
+        def __init__(self, known: set[int]) -> None:
+            super().__init__()
+            self.known = set(known)
+            self.live = 0
+            self.peak = 0
+
+        def _free(self, ptr: int, nbytes: int) -> None:
+            self.live -= nbytes
+            self.known.discard(ptr)
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in tree_flatten(out)[0]:
+                if isinstance(t, torch.Tensor):
+                    storage = t.untyped_storage()
+                    ptr, nbytes = storage.data_ptr(), storage.nbytes()
+                    if nbytes and ptr not in self.known:
+                        self.known.add(ptr)
+                        self.live += nbytes
+                        self.peak = max(self.peak, self.live)
+                        weakref.finalize(storage, self._free, ptr, nbytes)
+            return out
+
+    return StorageTracker
+
+
+def _StorageTracker(known: set[int]):  # noqa: N802  (built lazily: torch is imported in the worker only)
+    global _TRACKER
+    if _TRACKER is None:
+        _TRACKER = _storage_tracker_class()
+    return _TRACKER(known)
+
+
+_TRACKER = None
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+if __name__ == "__main__":
+    # run the module's importable twin, so what it pickles is `loopvec.bench.Timing`, not `__main__.Timing`
+    from loopvec.bench import main as _main
+
+    sys.exit(_main())

@@ -1,0 +1,175 @@
+"""The on-disk cache under `.loopvec_cache/` (in the config root, else the working directory).
+
+Plans: one entry per file, keyed by the file's text and path, the selected patterns,
+`--show-declined`, and a fingerprint of loopvec itself (its version and the size and
+modification time of every module of `loopvec` and `codemods`, so editing a pattern
+invalidates everything). A second `scan` of an unchanged tree reads plans instead of
+parsing.
+
+Verdicts: keyed by everything a verdict depends on that loopvec can see: both sides'
+source (the rewritten function, its prelude), the hints, the verifier settings, the
+fingerprint, the Python and torch versions, and the text of *every* file of the run
+(a rewrite may call a helper in a sibling module). A change anywhere in the tree, or to
+loopvec, re-verifies everything. Code outside the tree other than torch (an installed
+helper package) is not in the key: `--no-cache` re-verifies after such a change.
+
+Entries are pickles written atomically; an entry that cannot be read is a miss, and a
+cache that cannot be written is skipped silently (it only saves time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import sys
+import tempfile
+from dataclasses import astuple, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+from . import __version__
+
+FOLDER = ".loopvec_cache"
+_FORMAT = 1  # bump when the layout of an entry changes
+_TRANSIENT = ("timed out", "time limit", "worker failed to start", "worker crashed", "not checked",
+              "verifier error")
+
+
+def cache_dir(root: str | None) -> str:
+    return str(Path(root or os.getcwd()) / FOLDER)
+
+
+@lru_cache(maxsize=1)
+def fingerprint() -> str:
+    """loopvec's version and the stat of each of its modules and patterns."""
+    h = hashlib.sha256(f"{_FORMAT}:{__version__}:{sys.version}".encode())
+    here = Path(__file__).resolve().parent
+    import codemods
+
+    for package in (here, Path(codemods.__file__).resolve().parent):
+        for path in sorted(package.rglob("*.py")):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            h.update(f"{path.relative_to(package.parent)}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()
+
+
+def _key(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        data = part if isinstance(part, bytes) else repr(part).encode("utf-8", "surrogatepass")
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _entry(folder: str, kind: str, key: str) -> Path:
+    return Path(folder) / kind / key[:2] / f"{key}.pickle"
+
+
+def _load(path: Path) -> Any:
+    try:
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
+    except Exception:  # missing, truncated, or written by another version: a miss
+        return None
+
+
+def _store(path: Path, value: Any) -> None:
+    try:
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            top = path.parent.parent.parent / ".gitignore"
+            if not top.exists():  # like .pytest_cache: never shows up in `git status`
+                top.write_text("# created by loopvec\n*\n")
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    except OSError:
+        pass  # read-only folder, full disk: run without the cache
+
+
+# --------------------------------------------------------------------------- plans
+
+
+def plan_key(path: str, text: str, patterns: tuple[str, ...], show_declined: bool) -> str:
+    return _key("plan", fingerprint(), path, tuple(sorted(patterns)), show_declined, text_hash(text))
+
+
+def load_plan(folder: str, path: str, text: str, patterns: tuple[str, ...], show_declined: bool):
+    """The cached `FilePlan` or `FileResult` (an error) for this text, or None."""
+    from .engine import FilePlan
+
+    entry = _load(_entry(folder, "plans", plan_key(path, text, patterns, show_declined)))
+    if isinstance(entry, tuple) and entry and entry[0] == "plan":
+        _, planned, declined, loops, lines = entry
+        return FilePlan(path, text, planned, declined, loops, lines)
+    if isinstance(entry, tuple) and entry and entry[0] == "result":
+        return entry[1]
+    return None
+
+
+def store_plan(folder: str, path: str, text: str, patterns: tuple[str, ...], show_declined: bool, result) -> None:
+    from .engine import FilePlan
+
+    if isinstance(result, FilePlan):
+        value = ("plan", result.planned, result.declined, result.loops, result.lines)  # the text is on disk
+    else:
+        value = ("result", result)
+    _store(_entry(folder, "plans", plan_key(path, text, patterns, show_declined)), value)
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+def tree_hash(texts: Iterable[tuple[str, str]]) -> str:
+    """One hash of every (path, text) of the run."""
+    return _key("tree", *sorted((p, text_hash(t)) for p, t in texts))
+
+
+@lru_cache(maxsize=1)
+def _torch_version() -> str:
+    # read from the installed metadata: importing torch here would cost seconds
+    try:
+        from importlib.metadata import version
+
+        return version("torch")
+    except Exception:
+        return "?"
+
+
+class Verdicts:
+    """Verdicts of earlier runs over the same tree with the same settings."""
+
+    def __init__(self, folder: str, tree: str, settings: Any) -> None:
+        self.folder = folder
+        self.base = (fingerprint(), _torch_version(), tree, astuple(replace(settings, workers=1)))
+
+    def _key(self, cand: Any) -> str:
+        return _key("verdict", *self.base, cand.reference, cand.candidate, cand.hints)
+
+    def get(self, cand: Any):
+        from .verify.types import Verdict
+
+        found = _load(_entry(self.folder, "verdicts", self._key(cand)))
+        return replace(found, key=cand.key) if isinstance(found, Verdict) else None
+
+    def put(self, cand: Any, verdict: Any) -> None:
+        # a verdict that depends on the machine's load or health is asked again next time
+        if any(word in verdict.message for word in _TRANSIENT):
+            return
+        _store(_entry(self.folder, "verdicts", self._key(cand)), replace(verdict, key=""))

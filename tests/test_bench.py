@@ -1,0 +1,171 @@
+"""The speed gate and `loopvec bench`: what is measured, how a result is judged, and how it shows.
+
+No assertion here depends on how fast anything ran; speed targets live in `benchmarks/`.
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from loopvec import bench as B
+from loopvec.bench import BenchRequest, Timing, bench, speed_note
+from loopvec.cli import app
+from loopvec.runner import RunOptions, apply
+from loopvec.verify.plan import Dim, ListArg, Plan, ScalarArg, TensorArg
+from loopvec.verify.types import Impl
+
+LOOPS = '''import torch
+
+
+def double(x: torch.Tensor) -> torch.Tensor:
+    out = []
+    for v in x:
+        out.append(v * 2)
+    return torch.stack(out)
+
+
+def hang(x: torch.Tensor) -> torch.Tensor:
+    while True:
+        pass
+'''
+
+
+@pytest.fixture
+def module(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "loops.py"
+    path.write_text(LOOPS)
+    return path
+
+
+# --------------------------------------------------------------------------- judging and showing
+
+
+@pytest.mark.parametrize("timing, gate, kept", [
+    (Timing("k", "measured", original_s=2.0, rewrite_s=1.0), 1.0, True),
+    (Timing("k", "measured", original_s=1.0, rewrite_s=1.02), 1.0, True),  # within timing noise
+    (Timing("k", "measured", original_s=1.0, rewrite_s=2.0), 1.0, False),
+    (Timing("k", "measured", original_s=3.0, rewrite_s=1.0), 5.0, False),
+    (Timing("k", "not-measured", "cannot build a scaled-up ModuleArg argument"), 1.0, True),
+    (Timing("k", "failed", "the rewrite raised where the loop did not"), 1.0, False),
+], ids=["twice as fast", "a tie is kept", "twice as slow", "under the asked speedup", "unmeasured stays",
+        "a rewrite that raises goes"])
+def test_what_the_gate_keeps(timing, gate, kept):
+    assert timing.passes(gate) is kept
+
+
+def test_speed_notes_say_faster_or_slower_with_the_sizes():
+    fast = Timing("k", "measured", original_s=0.372, rewrite_s=0.01, sizes=(("n", 100000), ("3", 3)))
+    slow = Timing("k", "measured", original_s=0.01, rewrite_s=0.025, sizes=(("n", 64),))
+    assert speed_note(fast) == "37.2x faster (n=100000)"
+    assert speed_note(slow) == "2.5x slower (n=64)"
+    assert speed_note(Timing("k", "not-measured", "no inputs")) == "speed not measured: no inputs"
+
+
+# --------------------------------------------------------------------------- inputs and memory, in process
+
+
+def test_scaled_inputs_follow_the_plan():
+    import inspect
+
+    plan = Plan(args=(("x", TensorArg(("n", "3"))), ("idx", TensorArg(("m",), ("int64",), index_of="n")),
+                      ("k", ScalarArg("int", upto="n")), ("rows", ListArg("m", ScalarArg("float")))),
+                dims=(Dim("n", 0, 8), Dim("3", 3, 3), Dim("m", 1, 8)))
+
+    def f(x, idx, k, rows):
+        pass
+
+    (args, kwargs), shapes = B._inputs(plan, {"n": 50, "3": 3, "m": 7}, "cpu", inspect.signature(f))
+    x, idx, k, rows = args
+    assert x.shape == (50, 3) and x.dtype == torch.float32
+    assert idx.shape == (7,) and idx.dtype == torch.int64 and int(idx.max()) < 50
+    assert k == 50 and rows == [0.5] * 7
+    assert shapes == "x=[50,3] idx=[7] k=50 rows=<7 items>"
+
+
+def test_peak_memory_counts_tensors_alive_at_once():
+    x = torch.zeros(1000)  # 4000 bytes; an input, so not counted
+
+    def two_temporaries(x):
+        y = x * 2  # 4000
+        z = y + 1  # 8000 alive
+        del y
+        return z * 3  # 8000 again
+
+    def loop(x):
+        out = []
+        for v in x[:10]:
+            out.append(v * 2)  # ten 4-byte scalars
+        return torch.stack(out)  # and 40 bytes more
+
+    assert B._peak_bytes(two_temporaries, ((x,), {}), "cpu") == 8000
+    assert B._peak_bytes(loop, ((x,), {}), "cpu") == 80
+
+
+# --------------------------------------------------------------------------- end to end (a worker process)
+
+
+@pytest.mark.slow
+def test_a_rewrite_is_measured_against_its_loop(module):
+    rewrite = "def double(x):\n    return x * 2\n"
+    req = BenchRequest("k", Impl(str(module), "double"), Impl(str(module), "double", rewrite), budget_s=0.2,
+                       max_loop_s=0.02)
+    broken = BenchRequest("b", Impl(str(module), "double"),
+                          Impl(str(module), "double", "def double(x):\n    return x.nope()\n"), budget_s=0.2,
+                          max_loop_s=0.02)
+    missing = BenchRequest("m", Impl(str(module), "absent"), Impl(str(module), "absent"))
+    sized = BenchRequest("s", Impl(str(module), "double"), Impl(str(module), "double", rewrite),
+                         sizes=(("*", 123),), budget_s=0.1)
+    measured, failed, unknown, fixed = bench([req, broken, missing, sized], timeout_s=60)
+    assert measured.status == "measured" and measured.speedup is not None and measured.calls >= 3
+    assert measured.original_bytes is not None and measured.shapes.startswith("x=[")
+    assert failed.status == "failed" and "AttributeError" in failed.message
+    assert unknown.status == "not-measured" and "absent" in unknown.message
+    assert fixed.shapes == "x=[123]"
+
+
+@pytest.mark.slow
+def test_a_hanging_function_times_out_and_the_next_one_still_runs(module):
+    hang = BenchRequest("h", Impl(str(module), "hang"), Impl(str(module), "hang", "def hang(x):\n    return x\n"))
+    ok = BenchRequest("k", Impl(str(module), "double"), Impl(str(module), "double", "def double(x):\n    return x * 2\n"),
+                      sizes=(("*", 10),), budget_s=0.01, memory=False)
+    hung, after = bench([hang, ok], timeout_s=5)
+    assert hung.status == "not-measured" and "timed out" in hung.message
+    assert after.status == "measured"
+
+
+@pytest.mark.slow
+def test_apply_shows_the_speedup_in_the_diff_header_and_the_finding(module):
+    result = apply(RunOptions(paths=("loops.py",), dry_run=True, min_speedup=1.0))
+    (finding,) = [f for f in result.findings if f.function == "double"]
+    assert finding.status == "verified" and finding.speedup is not None
+    assert "faster" in finding.message or "slower" in finding.message
+    assert result.diffs[0].startswith("# loopvec: elementwise ")
+
+
+@pytest.mark.slow
+def test_the_gate_leaves_a_rewrite_that_is_not_fast_enough(module):
+    result = apply(RunOptions(paths=("loops.py",), min_speedup=1e12))
+    (finding,) = [f for f in result.findings if f.function == "double"]
+    assert finding.status == "verified" and "left as it was (--min-speedup 1e+12)" in finding.message
+    assert module.read_text() == LOOPS
+
+
+@pytest.mark.slow
+def test_bench_command_reports_speedup_and_memory(module):
+    result = CliRunner().invoke(app, ["bench", "loops.py::double", "--shape", "x=[2000]", "--timeout", "120"])
+    assert result.exit_code == 0, result.output
+    assert "x=[2000]" in result.output and "speedup:" in result.output and "peak" in result.output
+
+
+def test_bench_command_says_when_there_is_nothing_to_compare(module):
+    result = CliRunner().invoke(app, ["bench", "loops.py::hang"])
+    assert result.exit_code == 2
+    assert "no loop in hang that loopvec rewrites" in result.output
+
+
+def test_bench_command_rejects_a_bad_size(module):
+    result = CliRunner().invoke(app, ["bench", "loops.py::double", "--size", "n=lots"])
+    assert result.exit_code == 2 and "not an integer" in result.output

@@ -1,0 +1,126 @@
+"""`apply --commit`: one commit per pattern of verified rewrites, never over uncommitted edits."""
+
+import subprocess
+
+import pytest
+from typer.testing import CliRunner
+
+from loopvec.cli import app
+from loopvec.engine import apply_keys, plan_source
+from loopvec.gitcommit import Committer, GitError
+from loopvec.results import REWRITTEN, UNVERIFIABLE, FileResult, Finding
+from loopvec.runner import RunResult
+
+SOURCE = """import torch
+
+
+def double(x: torch.Tensor) -> torch.Tensor:
+    out = []
+    for v in x:
+        out.append(v * 2)
+    return torch.stack(out)
+
+
+def total(data: torch.Tensor) -> torch.Tensor:
+    s = 0.0
+    for v in data:
+        s += v
+    return s
+"""
+
+
+def git(*args, cwd):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    git("init", "-q", cwd=tmp_path)
+    git("config", "user.email", "dev@example.com", cwd=tmp_path)
+    git("config", "user.name", "Dev", cwd=tmp_path)
+    (tmp_path / "m.py").write_text(SOURCE)
+    (tmp_path / "other.py").write_text("x = 1\n")
+    git("add", ".", cwd=tmp_path)
+    git("commit", "-qm", "init", cwd=tmp_path)
+    return tmp_path
+
+
+def _rewritten(path: str = "m.py", statuses=(REWRITTEN, REWRITTEN)) -> RunResult:
+    """Write what `apply` would, and the RunResult it would return."""
+    plan = plan_source(path, SOURCE)
+    findings = tuple(Finding(p.path, p.line, p.column, p.end_line, p.qualname, p.pattern, status,
+                             p.message + "; 12.0x faster (n=4096)", speedup=12.0, key=p.key)
+                     for p, status in zip(plan.planned, statuses))
+    written = {f.key for f in findings if f.status == REWRITTEN}
+    with open(path, "w") as fh:
+        fh.write(apply_keys(path, SOURCE, written))
+    return RunResult((FileResult(path, findings, changed=True),))
+
+
+def test_one_commit_per_pattern_each_listing_its_rewrites(repo):
+    result = _rewritten()
+    lines = Committer.for_paths(["m.py"]).commit(result)
+    assert len(lines) == 2
+    log = git("log", "--format=%s%n%b%n--", cwd=repo)
+    assert "loopvec: elementwise: vectorize 1 loop" in log and "loopvec: reduction: vectorize 1 loop" in log
+    assert "- m.py::double (line 6): becomes `return x * 2`; 12.0x faster (n=4096)" in log
+    assert git("status", "--porcelain", cwd=repo) == ""
+    # the first commit holds the first pattern's rewrite only
+    first = git("show", "HEAD~1:m.py", cwd=repo)
+    assert "return x * 2" in first and "s += v" in first
+    assert git("show", "HEAD:m.py", cwd=repo) == (repo / "m.py").read_text()
+
+
+def test_nothing_unverified_is_committed(repo):
+    result = _rewritten(statuses=(REWRITTEN, UNVERIFIABLE))
+    Committer.for_paths(["m.py"]).commit(result)
+    assert git("log", "--format=%s", cwd=repo).splitlines() == ["loopvec: elementwise: vectorize 1 loop", "init"]
+
+
+def test_a_file_with_uncommitted_edits_is_refused(repo):
+    (repo / "m.py").write_text(SOURCE + "\n# mine\n")
+    committer = Committer.for_paths(["m.py"])
+    with pytest.raises(GitError, match="m.py has uncommitted edits"):
+        committer.check_clean(("m.py",))
+    committer.check_clean(("other.py",))  # clean files pass
+
+
+def test_an_untracked_file_is_refused(repo):
+    (repo / "new.py").write_text(SOURCE)
+    with pytest.raises(GitError, match="new.py"):
+        Committer.for_paths(["new.py"]).check_clean(("new.py",))
+
+
+def test_outside_a_repository_it_says_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.py").write_text(SOURCE)
+    with pytest.raises(GitError, match="needs a git repository"):
+        Committer.for_paths(["m.py"])
+
+
+def test_a_repository_without_commits_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    git("init", "-q", cwd=tmp_path)
+    with pytest.raises(GitError, match="first commit"):
+        Committer.for_paths(["."])
+
+
+def test_commit_cannot_be_a_dry_run(repo):
+    result = CliRunner().invoke(app, ["apply", "--commit", "--dry-run", "m.py"])
+    assert result.exit_code == 2 and "--dry-run" in result.output
+
+
+@pytest.mark.slow
+def test_apply_commit_end_to_end(repo):
+    (repo / "m.py").write_text(SOURCE + "# edited\n")
+    refused = CliRunner().invoke(app, ["apply", "--commit", "--min-speedup", "0", "m.py"])
+    assert refused.exit_code == 2 and "uncommitted edits" in refused.output
+    assert (repo / "m.py").read_text() == SOURCE + "# edited\n"  # nothing written
+    git("checkout", "m.py", cwd=repo)
+    done = CliRunner().invoke(app, ["apply", "--commit", "--min-speedup", "0", "m.py"])
+    assert done.exit_code == 1, done.output
+    assert "committed" in done.output
+    subjects = git("log", "--format=%s", cwd=repo).splitlines()
+    assert subjects[:2] == ["loopvec: reduction: vectorize 1 loop", "loopvec: elementwise: vectorize 1 loop"]
+    assert git("status", "--porcelain", cwd=repo) == ""
