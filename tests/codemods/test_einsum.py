@@ -6,11 +6,10 @@ into float outputs, empty summed and free dimensions, and float32 operands summe
 float64 outputs.
 """
 
-import importlib.util
-
 import pytest
 import torch
 
+import battery
 import fixture_cases
 
 PAIRS, NOOPS = fixture_cases.discover("einsum")
@@ -32,51 +31,12 @@ def test_leaves_alone(case):
 
 # --------------------------------------------------------------------------- battery
 
-DTYPES = (torch.float32, torch.float64, torch.int64, torch.int32)
-TOL = {torch.float16: 1e-2, torch.float32: 1e-5, torch.float64: 1e-10}
-
-
-def _load(path):
-    spec = importlib.util.spec_from_file_location(f"battery_{path.name.replace('.', '_')}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _equal(a, b):
-    assert type(a) is type(b), (type(a), type(b))
-    if isinstance(a, torch.Tensor):
-        assert a.dtype == b.dtype and a.shape == b.shape, (a.dtype, b.dtype, a.shape, b.shape)
-        if a.dtype in TOL:
-            assert torch.allclose(a, b, rtol=TOL[a.dtype], atol=TOL[a.dtype], equal_nan=True), (a, b)
-        else:
-            assert torch.equal(a, b), (a, b)
-    else:
-        assert a == b, (a, b)
+DTYPES = battery.DTYPES
+_t = battery.tensor
 
 
 def _same(case: str, fn: str, args: list) -> None:
-    """The fixture function and its rewrite agree on `args` (or the original raises)."""
-    pair = next(c for c in PAIRS if c == case)
-    before, after = getattr(_load(pair.path), fn), getattr(_load(pair.expected), fn)
-    copy = lambda xs: [x.clone() if isinstance(x, torch.Tensor) else x for x in xs]  # noqa: E731
-    a1, a2 = copy(args), copy(args)
-    try:
-        r1 = before(*a1)
-    except (RuntimeError, IndexError, ValueError, TypeError):
-        return
-    r2 = after(*a2)
-    _equal(r1, r2)
-    for x, y in zip(a1, a2):
-        _equal(x, y)
-
-
-def _t(shape, dtype):
-    if dtype == torch.bool:
-        return torch.randint(0, 2, shape).bool()
-    if dtype.is_floating_point:
-        return (torch.randint(-8, 9, shape) / 4).to(dtype)
-    return torch.randint(-5, 6, shape).to(dtype)
+    battery.agree(PAIRS, case, fn, args)
 
 
 SIZES = (0, 1, 3)
