@@ -204,7 +204,10 @@ class Reduction:
         # total += x * total, b += a: an accumulator read inside the loop is not a fold
         read = set()
         for stmt in [*temps, *statements]:
-            read |= names_in(only(stmt).value) if only(stmt) is not None else names_in(stmt)
+            small = only(stmt)
+            # assignments read their value; `assert total > 0`, `f(total)` read the whole line
+            value = getattr(small, "value", None) if small is not None else None
+            read |= names_in(value) if isinstance(value, cst.BaseExpression) else names_in(small or stmt)
         clash = sorted((read | names_in(loop.node.iter)) & set(targets))
         if clash:
             return Decline(self.NAME, f"`{clash[0]}` is read inside the loop, not only accumulated")

@@ -270,3 +270,12 @@ def test_mixed_arrays_of_unknown_rank_are_an_assumption():
            "    return s\n")
     planned = plan_source("m.py", src, ("reduction",)).planned
     assert "`a` and `b` have the same rank" in planned[0].assumptions
+
+
+def test_an_assert_in_the_body_is_read_not_a_crash():
+    from loopvec.engine import plan_source
+
+    src = ("import torch\n\ndef f(x):\n    total = 0\n    for v in x:\n        assert total >= 0\n"
+           "        total += v\n    return total\n")
+    plan = plan_source("m.py", src, ("reduction",), show_declined=True)
+    assert not plan.planned and "read inside the loop" in plan.declined[0].message
