@@ -376,10 +376,44 @@ def _callable(loaded, device: str):
     return loaded.target.__get__(instance, loaded.owner)
 
 
+def _dims_for(plan, key: str) -> list[str]:
+    """The plan's dims a size key binds: a dim name (`n`), an argument's axis (`K.0`: the
+    first dim of K; for a list, axis 0 is its length), or `lists` (every list's length)."""
+    from .verify.plan import EitherArg, ListArg, TensorArg, TupleArg
+
+    def walk(arg):
+        yield arg
+        for sub in (getattr(arg, "options", ()) if isinstance(arg, EitherArg) else
+                    getattr(arg, "items", ()) if isinstance(arg, TupleArg) else
+                    (arg.item,) if isinstance(arg, ListArg) else ()):
+            yield from walk(sub)
+
+    if key == "lists":
+        return [a.length for _, arg in plan.args for a in walk(arg) if isinstance(a, ListArg)]
+    name, dot, axis = key.partition(".")
+    if not dot:
+        return [key]
+    for arg_name, arg in plan.args:
+        if arg_name != name or not axis.isdigit():
+            continue
+        k = int(axis)
+        for a in walk(arg):
+            if isinstance(a, ListArg):
+                if k == 0:
+                    return [a.length]
+                k -= 1
+            elif isinstance(a, TensorArg) and k < len(a.dims):
+                return [a.dims[k]]
+    raise _NotMeasured(f"the size {key!r} names no dimension of the plan")
+
+
 def _choose_sizes(plan, req: BenchRequest, run_ref, device: str, signature):
     """Sizes, inputs and one timed call of the original at the chosen scale."""
-    overrides = dict(req.sizes)
-    everything = overrides.pop("*", None)
+    overrides = {}
+    for key, value in req.sizes:
+        if key != "*":
+            overrides.update(dict.fromkeys(_dims_for(plan, key), value))
+    everything = dict(req.sizes).get("*")
     fixed = {d.name: d.low for d in plan.dims if d.low == d.high}
     free = [d for d in plan.dims if d.low != d.high and d.name not in overrides]
     if everything is not None:

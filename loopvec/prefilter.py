@@ -16,8 +16,8 @@ only loops the IR records inside a function -- `for` statements and comprehensio
     subscript (`for k, v in d.items()`: no Domain);
   * returns, raises, yields or awaits in its body;
   * has a side effect the IR records (print, `obj.attr = ...`, `.add/.update/...`, in-place
-    `x.add_()`, `del`, a nested def) -- except `hoist_transfer`, which needs a
-    `.to/.cuda/.cpu` call in the body and keeps such loops;
+    `x.add_()`, `del`, a nested def) -- except `hoist_transfer`, which keeps such a loop
+    when it moves a loop element with `.to/.cuda/.cpu` (`x.cuda()`, `data[i].to(dev)`);
   * produces nothing: no subscript store, no augmented assignment, no value carried from
     one iteration to the next, no name bound in it that is read after it, and no list
     appended to that later reaches `torch.stack/tensor/cat`.
@@ -47,7 +47,7 @@ _COLLECTOR_QUALNAMES = {"torch.stack", "torch.tensor", "torch.cat", "torch.conca
 MUTATING_METHODS = {"append", "extend", "insert", "pop", "remove", "clear", "update", "add", "setdefault",
                     "popitem", "discard", "write"}
 EFFECT_BUILTINS = {"print", "open", "input", "exec", "eval", "setattr", "delattr", "next"}
-TRANSFERS = {"to", "cuda", "cpu"}  # device transfers: `hoist_transfer` moves them out of a loop
+TRANSFERS = {"to", "cuda", "cpu"}  # transfers of a loop element: `hoist_transfer` moves them out of the loop
 _STOPS = (ast.Return, ast.Raise, ast.Yield, ast.YieldFrom, ast.Await)
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
 
@@ -103,6 +103,7 @@ def _produces(loop: ast.For | ast.AsyncFor, imports: dict[str, str]) -> bool | t
     first_load: dict[str, tuple[int, int]] = {}
     produces = effect = transfer = False
     appended: set[str] = set()
+    loop_names = {n.id for n in ast.walk(loop.target) if isinstance(n, ast.Name)}
     stack: list[tuple[ast.AST, ast.AST]] = [(n, n) for n in reversed([*loop.body, *loop.orelse])]
 
     def store(name: str, end: tuple[int, int]) -> None:
@@ -140,8 +141,9 @@ def _produces(loop: ast.For | ast.AsyncFor, imports: dict[str, str]) -> bool | t
             func = node.func
             if isinstance(func, ast.Attribute):
                 attr = func.attr
-                if attr in TRANSFERS:
-                    transfer = True
+                if attr in TRANSFERS and any(isinstance(n, ast.Name) and n.id in loop_names
+                                             for n in ast.walk(func.value)):
+                    transfer = True  # `x.cuda()`, `data[i].to(device)`: a loop element moves
                 elif attr == "append" and isinstance(func.value, ast.Name) and len(node.args) + len(node.keywords) == 1:
                     appended.add(func.value.id)
                 elif attr in MUTATING_METHODS or _is_inplace(attr):
