@@ -33,6 +33,7 @@ from loopvec.rewrite import SAFE, Decline, Edit, PatternContext, Rewrite
 from loopvec.verify.specs import ListSpec, ScalarSpec, TupleSpec, parse_annotation
 
 from loopvec.analysis.facts import declared_ranks
+from loopvec.analysis import traverse
 
 _INT_DTYPES = {"int", "long", "int64", "int32", "int16", "int8", "uint8", "short", "byte", "char", "bool",
                "uint16", "uint32", "uint64"}
@@ -207,9 +208,9 @@ class _Invariants(cst.CSTVisitor):
 
     def visit_Call(self, node: cst.Call) -> bool:
         if isinstance(node.func, cst.Attribute) and self.ctx.info.qualname(node.func) is None:
-            node.func.value.visit(self)  # x.sum(): x is a value, .sum the method
+            traverse.visit(node.func.value, self)  # x.sum(): x is a value, .sum the method
         for arg in node.args:
-            arg.value.visit(self)
+            traverse.visit(arg.value, self)
         return False
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
@@ -236,7 +237,7 @@ def check_invariants(nest: Nest, ctx: PatternContext, expr: cst.BaseExpression, 
     tensor, or a number (`scale: float`). Returns those that may be tensors with dims.
     """
     visitor = _Invariants(ctx, set(nest.vars) | {nest.scalar or ""})
-    expr.visit(visitor)
+    traverse.visit(expr, visitor)
     numbers = _number_params(nest) | set(nest.sizes)
     tensors = []
     for name in dict.fromkeys(visitor.found):

@@ -15,6 +15,7 @@ from loopvec.rewrite import SAFE, UNSAFE, Decline, PatternContext, Rewrite
 
 from ._map_shape import map_loop
 from .batched_op import B1, BatchLifter, Held, build_rewrite, inline_last_temp
+from loopvec.analysis import traverse
 
 # layers whose output for one row depends on the other rows of the batch (in train mode)
 _TRAIN_MIXING = {f"torch.nn.{n}" for n in (
@@ -124,7 +125,7 @@ def _names_bound_in(stmt: cst.CSTNode) -> set[str]:
             found.add(node.name.value)
             return False
 
-    stmt.visit(_V())
+    traverse.visit(stmt, _V())
     return found
 
 
@@ -250,7 +251,7 @@ def _all_names(node: cst.CSTNode) -> set[str]:
         def visit_Name(self, n: cst.Name) -> None:
             found.add(n.value)
 
-    node.visit(_V())
+    traverse.visit(node, _V())
     return found
 
 
@@ -281,9 +282,9 @@ def _evaluated(name: str, statements, value) -> bool:
 
     for stmt in statements:
         # model.eval() inside a function or a branch may never run; model.train() anywhere counts
-        stmt.visit(_V(isinstance(stmt, cst.SimpleStatementLine)))
+        traverse.visit(stmt, _V(isinstance(stmt, cst.SimpleStatementLine)))
     if isinstance(value, cst.CSTNode):
-        value.visit(_V(True))
+        traverse.visit(value, _V(True))
     return evals > 0 and trains == 0
 
 
@@ -307,7 +308,7 @@ def mixing_problem(callee: Callee, info: ModuleInfo) -> str | None:
                 found.append(f"`{code(node.func)}` without batch_first=True (it reads dim 0 as the sequence)")
 
     for src in callee.sources:
-        src.visit(_V())
+        traverse.visit(src, _V())
     return found[0] if found else None
 
 

@@ -12,6 +12,7 @@ from loopvec.analysis.module import code, dotted, only
 from loopvec.assemble import collect, store
 from loopvec.lift import ALL, DIM_FUNCTIONS, DIM_METHODS, FUNCTIONAL, LAST, MATMUL, REDUCE_ALL, REQUIRED, TUPLE_DIMS, \
     UNARY, Lifted, LiftError, LiftScope, Op, as_operand, dims_code, lift, literal_dim, literal_dims, shift_dims
+from loopvec.analysis import traverse
 from loopvec.rewrite import SAFE, Decline, Edit, PatternContext, Rewrite
 
 from ._map_shape import MapShape, map_loop
@@ -145,7 +146,7 @@ class BatchLifter:
         """The rules for every call, `x[k]` and `a @ b` in `node`, innermost first."""
         if isinstance(node, (cst.Lambda, cst.ListComp, cst.GeneratorExp)):
             return
-        for child in node.children:
+        for child in traverse.children(node):
             self._apply_rules(child)
         if isinstance(node, (cst.Call, cst.Subscript, cst.BinaryOperation)):
             self.scope.rule(node)

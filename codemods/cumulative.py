@@ -13,6 +13,7 @@ from loopvec.analysis.module import code, dotted
 from loopvec.guards import body_problem, used_after_problem
 from loopvec.dtypes import FLOATING_DTYPES, TORCH_DTYPES
 from loopvec.rewrite import SAFE, Decline, Edit, PatternContext, Rewrite
+from loopvec.analysis import traverse
 
 # `torch.<name>` spellings of real floating dtypes
 _FLOAT_DTYPES = {name for name, dtype in TORCH_DTYPES.items() if dtype in FLOATING_DTYPES and "complex" not in dtype}
@@ -302,7 +303,7 @@ def _reads_previous(statement, write: _Position, i: str) -> bool:
             if pos is not None and pos.array == write.array and pos.offset == write.offset - 1:
                 found = True
 
-    statement.visit(_V())
+    traverse.visit(statement, _V())
     return found
 
 

@@ -10,6 +10,7 @@ from loopvec.assemble import collect, store
 from loopvec.guards import collected_list, map_loop_problem, used_after_problem
 from loopvec.lift import LiftError, LiftScope, lift, lift_temps
 from loopvec.rewrite import SAFE, Decline, Edit, PatternContext, Rewrite
+from loopvec.analysis import traverse
 
 
 class Elementwise:
@@ -133,7 +134,7 @@ def _has_conditional(loop: Loop) -> bool:
             found.append(node)
 
     for node in (*loop.body, *([loop.element] if loop.element is not None else [])):
-        node.visit(_V())
+        traverse.visit(node, _V())
     return bool(found)
 
 

@@ -10,6 +10,7 @@ from loopvec.analysis.facts import function_facts
 from loopvec.analysis.loops import Loop, names_in
 from loopvec.analysis.module import code, dotted, fresh_name, used_names
 from loopvec.rewrite import SAFE, Decline, Edit, PatternContext, Rewrite
+from loopvec.analysis import traverse
 
 
 class HoistTransfer:
@@ -132,7 +133,7 @@ def _calls(node: cst.CSTNode) -> list[cst.Call]:
         def visit_Call(self, n: cst.Call) -> None:
             out.append(n)
 
-    node.visit(_V())
+    traverse.visit(node, _V())
     return out
 
 
@@ -223,7 +224,7 @@ def _occurrences(node: cst.CSTNode, pred) -> int:
                 return False
             return True
 
-    node.visit(_V())
+    traverse.visit(node, _V())
     return count
 
 
@@ -250,7 +251,7 @@ def _unconditional(tr: Transfer) -> bool:
             if path and path[-1] is n:
                 path.pop()
 
-    stmt.visit(_V())
+    traverse.visit(stmt, _V())
     return not blocked
 
 

@@ -18,6 +18,7 @@ from loopvec.lift import ROW_REDUCTION_DTYPE, ROW_REDUCTIONS, Lifted, LiftError,
 from loopvec.rewrite import SAFE, Decline, Edit, PatternContext, Rewrite
 
 from ._reduce_ops import DtypeClasses, is_atom, nonempty
+from loopvec.analysis import traverse
 
 _OPS = {"AddAssign": "+", "SubtractAssign": "-", "MultiplyAssign": "*"}
 _FOLD = {"+": "sum", "-": "sum", "*": "prod"}
@@ -683,7 +684,7 @@ class Reduction:
     def _rowwise(self, element: cst.BaseExpression, loop: Loop, scope: LiftScope, facts: Signature) -> Lifted:
         """Lift an element expression whose per-row values come from full reductions of rows."""
         finder = _RowReductions(self, loop, scope, facts)
-        element.visit(finder)
+        traverse.visit(element, finder)
         if finder.error:
             raise LiftError(finder.error)
         if not finder.found:
@@ -825,23 +826,23 @@ def _operands(node: cst.BaseExpression, info, skip: set[int] | frozenset[int] = 
             func = call.func
             if isinstance(func, cst.Name) or info.qualname(func) is not None:
                 for a in call.args:
-                    a.value.visit(self)
+                    traverse.visit(a.value, self)
                 return False
             return True
 
         def visit_Attribute(self, attr: cst.Attribute) -> bool:
             if info.qualname(attr) is None:
-                attr.value.visit(self)
+                traverse.visit(attr.value, self)
             return False
 
         def visit_Arg(self, arg: cst.Arg) -> bool:
-            arg.value.visit(self)
+            traverse.visit(arg.value, self)
             return False
 
         def visit_Name(self, name: cst.Name) -> None:
             out.add(name.value)
 
-    node.visit(_V())
+    traverse.visit(node, _V())
     return out
 
 
@@ -874,7 +875,7 @@ def _mixed_operands(node: cst.CSTNode, walked: set[str], info) -> list[frozenset
         def visit_Call(self, n: cst.Call) -> None:
             self._meet([a.value for a in n.args])
 
-    node.visit(_V())
+    traverse.visit(node, _V())
     return out
 
 
@@ -925,5 +926,5 @@ def _has_reduction(node: cst.BaseExpression, info, top: bool = False) -> bool:
             nonlocal found
             found = found or _is_reduction_call(call, info)
 
-    node.visit(_V())
+    traverse.visit(node, _V())
     return found

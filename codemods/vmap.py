@@ -11,6 +11,7 @@ from loopvec.lift import Lifted, LiftError, LiftScope, as_operand
 from loopvec.rewrite import SAFE, Decline, Edit, PatternContext, Rewrite
 
 from ._map_shape import MapShape, map_loop
+from loopvec.analysis import traverse
 
 # Python values out of a tensor: under vmap there is no single value to hand out
 _TO_PYTHON_METHODS = {"item", "tolist", "numpy", "data_ptr", "__bool__", "__float__", "__int__", "__index__"}
@@ -227,7 +228,7 @@ def _all_names(node: cst.CSTNode) -> set[str]:
         def visit_Name(self, n: cst.Name) -> None:
             found.add(n.value)
 
-    node.visit(_V())
+    traverse.visit(node, _V())
     return found
 
 
@@ -296,7 +297,7 @@ class Vmap:
         loop_names = set(dom.names) | set(loop.assigned)
         checker = _Unvmappable(info, loop_names)
         for node in [*shape.temps, shape.value]:
-            node.visit(checker)
+            traverse.visit(node, checker)
         if checker.problem:
             return Decline(self.NAME, checker.problem)
         for stmt in shape.temps:

@@ -13,6 +13,7 @@ from loopvec.rewrite import SAFE, Decline, PatternContext, Rewrite
 
 from ._nest_common import (NestDecline, OutputPlan, Ranks, Value, aligned, check_invariants, force_scalar_elements,
                            index, lift_elementwise, nest_for, nonempty, prefix, ranks_for, require_ranks, rewrite)
+from loopvec.analysis import traverse
 
 # full reductions of one window -> the same reduction over the window dims
 _REDUCTIONS = {"sum": "sum", "mean": "mean", "prod": "prod", "max": "amax", "min": "amin", "amax": "amax",
@@ -209,7 +210,7 @@ def _reductions(value: cst.BaseExpression, ctx: PatternContext, windows) -> list
                     return False
             return True
 
-    value.visit(_Finder())
+    traverse.visit(value, _Finder())
     return found
 
 
@@ -227,7 +228,7 @@ def _contains(tree: cst.CSTNode, node: cst.CSTNode) -> bool:
                 seen.append(True)
             return not seen
 
-    tree.visit(_Find())
+    traverse.visit(tree, _Find())
     return bool(seen)
 
 

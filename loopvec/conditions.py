@@ -28,6 +28,7 @@ from .dtypes import BOOL_FUNCTIONS, CAST_METHODS, FLOATING_DTYPES, FLOATING_FUNC
     PROMOTES_LIKE, TORCH_DTYPES
 from .lift import LiftError, LiftScope, Lifted, call, lift, method, paren
 from .rewrite import PatternContext
+from .analysis import traverse
 
 
 def mask_name(loop: Loop, taken: set[str]) -> str:
@@ -322,7 +323,7 @@ class CondLifter:
                 if self.batched(n.test):
                     found.append(n)
 
-        node.visit(_V())
+        traverse.visit(node, _V())
         return bool(found)
 
     def unplaceholder(self, message: str) -> str:
@@ -405,7 +406,7 @@ class CondLifter:
                 head = base.split(".")[0]
                 first = parts[0]
                 if head in lifter.scope.elements or head in lifter.leaves:
-                    cst.Name(head).visit(self)
+                    traverse.visit(cst.Name(head), self)
                     sub = True
                 elif (isinstance(first, cst.Index) and isinstance(first.value, cst.Name)
                       and first.value.value == lifter.dom.index):
@@ -414,10 +415,10 @@ class CondLifter:
                 else:
                     return True
                 for p in parts:
-                    p.visit(self)
+                    traverse.visit(p, self)
                 return False
 
-        node.visit(_V())
+        traverse.visit(node, _V())
         return frozenset(leaves), sub
 
     def same_rank(self, test_info: tuple, *vals: Val) -> tuple[str | None, int]:

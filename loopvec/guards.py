@@ -14,6 +14,7 @@ import libcst as cst
 
 from .analysis.loops import Finish, Init, Loop
 from .analysis.module import VariableVisitor, code, walk
+from .analysis import traverse
 
 
 def map_loop_problem(loop: Loop, allow_nested: bool = False, allow: frozenset[str] = frozenset()) -> str | None:
@@ -99,7 +100,7 @@ def output_read_problem(loop: Loop, output: str) -> str | None:
                 found.append(node.value)
 
     body = loop.node.body if loop.kind == "for" else loop.node
-    body.visit(_V())
+    traverse.visit(body, _V())
     if found:
         return f"the body reads `{output}`, the output being built"
     return None

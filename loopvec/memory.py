@@ -27,6 +27,7 @@ import libcst as cst
 
 from .analysis.loops import Loop
 from .analysis.module import code
+from .analysis import traverse
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000 ** 2, "mb": 1000 ** 2, "g": 1000 ** 3, "gb": 1000 ** 3,
           "t": 1000 ** 4, "tb": 1000 ** 4, "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3, "tib": 1024 ** 4}
@@ -404,7 +405,7 @@ def _names(node: cst.CSTNode) -> set[str]:
         def visit_Name(self, n: cst.Name) -> None:
             found.add(n.value)
 
-    node.visit(_V())
+    traverse.visit(node, _V())
     return found
 
 

@@ -37,7 +37,8 @@ import libcst as cst
 from libcst.metadata import CodePosition, CodeRange, MetadataWrapper, PositionProvider
 
 from .analysis.loops import Loop, _LoopFinder
-from .analysis.module import ModuleInfo
+from .analysis.module import ModuleInfo, module_level_names
+from .analysis import traverse
 
 COLLECTOR_NAMES = {"stack", "tensor", "cat", "concat"}
 _COLLECTOR_QUALNAMES = {"torch.stack", "torch.tensor", "torch.cat", "torch.concat"}  # loops.COLLECTORS
@@ -75,6 +76,7 @@ class Selection:
     chunks: tuple[Chunk, ...]
     loops: int  # loops in the whole file, counted as the loop IR counts them
     imports: tuple[str, ...]  # every import statement of the file, in order (for qualified names)
+    names: frozenset[str] = frozenset()  # what the file binds at its top level (builtins it shadows)
 
 
 # --------------------------------------------------------------------------- the ast test
@@ -384,7 +386,7 @@ def select(source: str) -> Selection | None:
     if chunks:
         import_nodes.sort(key=_pos)
         texts = tuple(_segment(lines, node) for node in import_nodes)
-    return Selection(tuple(chunks), count, texts)
+    return Selection(tuple(chunks), count, texts, module_level_names(tree) if chunks else frozenset())
 
 
 def _loop_produces(loop: ast.For | ast.AsyncFor, function: ast.AST, cache: dict, imports: dict,
@@ -468,6 +470,10 @@ class ChunkInfo(ModuleInfo):
     offset: int = 0  # real line = chunk line + offset
     chunk: Chunk = Chunk(0, 0)
     lines: list[str] = []
+    names: frozenset[str] = frozenset()
+
+    def module_level_names(self) -> frozenset[str]:
+        return self.names  # from the prefilter's parse of the whole file
 
     def position(self, node) -> CodeRange:
         r = self.positions.get(node)
@@ -519,7 +525,7 @@ class ChunkMismatch(Exception):
 def find_loops(info: ChunkInfo) -> list[Loop]:
     finder = _ChunkLoopFinder(info)
     try:
-        info.module.visit(finder)
+        traverse.visit(info.module, finder)
     except IndexError:
         raise ChunkMismatch from None
     if finder.seen != len(info.chunk.fors):
@@ -554,7 +560,7 @@ def chunk_infos(path: str, source: str, selection: Selection) -> list[ChunkInfo]
     """One `ChunkInfo` per chunk; None when a chunk would not render exactly as the whole
     file does (another default indent or newline), so the caller parses the whole file."""
     lines = split_lines(source)
-    imports = ModuleInfo.parse(path, "\n".join(selection.imports) + "\n").imports if selection.imports else {}
+    imports = ModuleInfo.imports_of("\n".join(selection.imports) + "\n") if selection.imports else {}
     indent, newline = _file_format(source)
     text = _Text(source)
     out = []
@@ -566,6 +572,7 @@ def chunk_infos(path: str, source: str, selection: Selection) -> list[ChunkInfo]
         info.offset = chunk.start - 1 - len(chunk.header)
         info.chunk = chunk
         info.lines = lines
+        info.names = selection.names
         out.append(info)
     return out
 

@@ -14,6 +14,7 @@ import libcst as cst
 
 from .loops import Init
 from .module import code, dotted, number_value, parameters, target_names
+from . import traverse
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def function_bindings(function: cst.FunctionDef | None) -> Bindings:
             if node.asname is not None:
                 bump(node.asname.name, 2)
 
-    function.visit(_V())
+    traverse.visit(function, _V())
     params = {p.name.value for p in parameters(function)}
     values = {k: v for k, v in found.items() if counts.get(k) == 1 and k not in params}
     rebound = {k for k, c in counts.items() if c > 1 or (k in params and c > 0)}

@@ -31,6 +31,7 @@ from loopvec.verify.specs import ListSpec, ScalarSpec, Spec, SpecError, TensorSp
 
 from ..dtypes import CAST_METHODS, FLOATING_DTYPES, KEEP_FUNCTIONS, TORCH_DTYPES
 from .module import ModuleInfo, bound_names, code, contains, dotted, names_in, number_value, parameters
+from . import traverse
 
 if TYPE_CHECKING:
     from .loops import Loop
@@ -95,6 +96,8 @@ def _shape_string(annotation: str) -> list[str] | None:
 def hint_comment(info: ModuleInfo, function: cst.FunctionDef) -> dict[str, str]:
     """`# loopvec: shapes ...` on the def line or any line of a multi-line signature, as
     the verifier reads it: name -> spec text."""
+    if "loopvec" not in info.source:
+        return {}  # no hint anywhere in the file: no need for positions
     try:
         first = info.position(function.name).start.line
         body = function.body
@@ -228,7 +231,7 @@ def _reshaped_in_place(node: cst.CSTNode) -> set[str]:
                     and isinstance(func.value, cst.Name)):
                 found.add(func.value.value)
 
-    node.visit(_V())
+    traverse.visit(node, _V())
     return found
 
 
@@ -306,7 +309,7 @@ def sequence_problem(function: cst.FunctionDef | None, names, info: ModuleInfo) 
                 if isinstance(t.target, cst.Name) and t.target.value in names and sequence_value(node.value, info):
                     found.append(t.target.value)
 
-    function.visit(_Assigns())
+    traverse.visit(function, _Assigns())
     if found:
         return f"`{found[0]}` is a Python sequence, not a tensor"
     return None
@@ -408,7 +411,7 @@ def _path_to(function: cst.FunctionDef, target: cst.CSTNode) -> list[tuple[tuple
 
 
 def _inner_block(stmt: cst.BaseStatement, target: cst.CSTNode) -> tuple | None:
-    for child in stmt.children:
+    for child in traverse.children(stmt):
         for sub in ([child] if not isinstance(child, (list, tuple)) else child):
             if isinstance(sub, cst.IndentedBlock) and contains(sub, target):
                 return tuple(sub.body)

@@ -18,6 +18,7 @@ import libcst as cst
 from .domain import Domain, DomainError, build_domain, _length_of
 from .facts import sequence_problem
 from .module import ModuleInfo, code, contains, dotted, names_in, target_names
+from . import traverse
 
 COLLECTORS = {"torch.stack": "stack", "torch.tensor": "tensor", "torch.cat": "cat", "torch.concat": "cat"}
 
@@ -191,10 +192,10 @@ class _BodyScanner(cst.CSTVisitor):
         self._loop_depth += 1
         for name in target_names(node.target):
             self._write(name)
-        node.iter.visit(self)
-        node.body.visit(self)
+        traverse.visit(node.iter, self)
+        traverse.visit(node.body, self)
         if node.orelse is not None:
-            node.orelse.visit(self)
+            traverse.visit(node.orelse, self)
         self._loop_depth -= 1
         return False
 
@@ -254,7 +255,7 @@ class _BodyScanner(cst.CSTVisitor):
             base, parts = flat
             self.writes.append(Access(base, tuple(slice_code(p) for p in parts), target))
             for p in parts:
-                p.visit(self)
+                traverse.visit(p, self)
             # the subscripted base is read (it must exist) but not rebound
             return
         if isinstance(target, cst.Attribute):
@@ -271,19 +272,19 @@ class _BodyScanner(cst.CSTVisitor):
             self._write(name)
 
     def visit_Assign(self, node: cst.Assign) -> bool:
-        node.value.visit(self)
+        traverse.visit(node.value, self)
         for t in node.targets:
             self._target(t.target)
         return False
 
     def visit_AnnAssign(self, node: cst.AnnAssign) -> bool:
         if node.value is not None:
-            node.value.visit(self)
+            traverse.visit(node.value, self)
         self._target(node.target)
         return False
 
     def visit_AugAssign(self, node: cst.AugAssign) -> bool:
-        node.value.visit(self)
+        traverse.visit(node.value, self)
         target = node.target
         op = type(node.operator).__name__
         if isinstance(target, cst.Name):
@@ -303,13 +304,13 @@ class _BodyScanner(cst.CSTVisitor):
                 self.writes.append(Access(base, idx, target))
                 self._store_subscripts.add(id(target))
                 for p in parts:
-                    p.visit(self)
+                    traverse.visit(p, self)
                 return False
         self._target(target)
         return False
 
     def visit_NamedExpr(self, node: cst.NamedExpr) -> bool:
-        node.value.visit(self)
+        traverse.visit(node.value, self)
         self._target(node.target)
         return False
 
@@ -322,7 +323,7 @@ class _BodyScanner(cst.CSTVisitor):
             self.reads.append(Access(base, tuple(slice_code(p) for p in parts), node))
             self._read(base.split(".")[0])
             for p in parts:
-                p.visit(self)
+                traverse.visit(p, self)
             return False
         return None
 
@@ -332,11 +333,11 @@ class _BodyScanner(cst.CSTVisitor):
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
         # only the head of `a.b.c` is a name read; `b`, `c` are attributes
-        node.value.visit(self)
+        traverse.visit(node.value, self)
         return False
 
     def visit_Arg(self, node: cst.Arg) -> bool:
-        node.value.visit(self)  # `dtype=` is a keyword, not a name read
+        traverse.visit(node.value, self)  # `dtype=` is a keyword, not a name read
         return False
 
     def visit_Call(self, node: cst.Call) -> None:
@@ -373,7 +374,7 @@ class _BodyScanner(cst.CSTVisitor):
             target = call.func.value.value
             self.appends.append(Append(target, call.args[0].value, node))
             self._read(target)
-            call.args[0].value.visit(self)
+            traverse.visit(call.args[0].value, self)
             return False
         if isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute) and call.func.attr.value == "append":
             self.effects.append(f"appends to `{code(call.func.value)}`")
@@ -603,7 +604,7 @@ class _LoopFinder(cst.CSTVisitor):
         pos = info.position(node)
         domain, problem = self._domain(node.target, node.iter)
         scan = _BodyScanner(info)
-        node.body.visit(scan)
+        traverse.visit(node.body, scan)
         if node.orelse is not None:
             scan.control.add("else")
         targets = set(target_names(node.target))
@@ -660,9 +661,9 @@ class _LoopFinder(cst.CSTVisitor):
         if clauses[0].asynchronous is not None:
             domain, problem = None, "async comprehension"
         scan = _BodyScanner(info)
-        comp.elt.visit(scan)
+        traverse.visit(comp.elt, scan)
         for cond in clauses[0].ifs:
-            cond.test.visit(scan)
+            traverse.visit(cond.test, scan)
         block = self.blocks[-1] if self.blocks else ()
         stmt_index = -1
         target = None
@@ -768,5 +769,5 @@ def _iterable_problem(function: cst.FunctionDef | None, domain: Domain | None, i
 
 def find_loops(info: ModuleInfo) -> list[Loop]:
     finder = _LoopFinder(info)
-    info.module.visit(finder)
+    traverse.visit(info.module, finder)
     return finder.loops

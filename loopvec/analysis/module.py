@@ -15,6 +15,7 @@ from functools import lru_cache
 
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
+from . import traverse
 
 _EMPTY = cst.Module(body=[])
 
@@ -39,11 +40,11 @@ class VariableVisitor(cst.CSTVisitor):
     `dtype`, which are not names in scope. Subclasses say what to do in `visit_Name`."""
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
-        node.value.visit(self)
+        traverse.visit(node.value, self)
         return False
 
     def visit_Arg(self, node: cst.Arg) -> bool:
-        node.value.visit(self)
+        traverse.visit(node.value, self)
         return False
 
 
@@ -68,7 +69,7 @@ def names_in(node: cst.CSTNode) -> set[str]:
     """Every variable name in a subtree, read or bound (not attribute names, not keywords),
     outside nested function bodies and lambdas."""
     v = _Names(node)
-    node.visit(v)
+    traverse.visit(node, v)
     return set(v.loads)
 
 
@@ -93,9 +94,7 @@ def only(stmt: cst.BaseStatement) -> cst.BaseSmallStatement | None:
 
 def walk(node: cst.CSTNode):
     """`node` and every node below it, depth first."""
-    yield node
-    for child in node.children:
-        yield from walk(child)
+    return traverse.walk(node)
 
 
 def used_names(function: cst.FunctionDef) -> set[str]:
@@ -121,19 +120,7 @@ def fresh_name(bases: str | tuple[str, ...], taken: set[str], first: int = 1, se
 
 def contains(node: cst.CSTNode, target: cst.CSTNode) -> bool:
     """`target` is `node` or one of its descendants (by identity)."""
-    if node is target:
-        return True
-    found = False
-
-    class _V(cst.CSTVisitor):
-        def on_visit(self, n) -> bool:
-            nonlocal found
-            if n is target:
-                found = True
-            return not found
-
-    node.visit(_V())
-    return found
+    return any(n is target for n in traverse.walk(node))
 
 
 def parameters(function: cst.FunctionDef) -> list[cst.Param]:
@@ -210,7 +197,7 @@ def bound_names(node: cst.CSTNode, nested: bool = False) -> set[str]:
     v = _Bound(nested)
     if isinstance(node, cst.BaseExpression):
         v._add(node)
-    node.visit(v)
+    traverse.visit(node, v)
     return v.names
 
 
@@ -223,6 +210,11 @@ def _module_level_names(source: str) -> frozenset[str]:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return frozenset()
+    return module_level_names(tree)
+
+
+def module_level_names(tree: ast.Module) -> frozenset[str]:
+    """`_module_level_names` of a parsed file."""
     out: set[str] = set()
     todo: list[ast.stmt] = list(tree.body)
     while todo:
@@ -312,8 +304,19 @@ class ModuleInfo:
         wrapper = MetadataWrapper(cst.parse_module(source), unsafe_skip_copy=True)
         positions = wrapper.resolve(PositionProvider)
         collector = _ImportCollector()
-        wrapper.module.visit(collector)
+        traverse.visit(wrapper.module, collector)
         return cls(path, source, wrapper.module, dict(positions), collector.names)
+
+    def module_level_names(self) -> frozenset[str]:
+        """Names the whole file binds at its top level (see `_module_level_names`)."""
+        return _module_level_names(self.source)
+
+    @staticmethod
+    def imports_of(source: str) -> dict[str, str]:
+        """Every import in `source` (any depth): local name -> qualified name."""
+        collector = _ImportCollector()
+        traverse.visit(cst.parse_module(source), collector)
+        return collector.names
 
     def position(self, node: cst.CSTNode) -> CodeRange:
         return self.positions[node]
@@ -336,11 +339,11 @@ class ModuleInfo:
         if not isinstance(node, cst.Name):
             return None
         name = node.value
-        if name not in _BUILTINS or name in self.imports or name in _module_level_names(self.source):
+        if name not in _BUILTINS or name in self.imports or name in self.module_level_names():
             return None
         if "_shadows" not in self.__dict__:
             v = _LocalShadows()
-            self.module.visit(v)
+            traverse.visit(self.module, v)
             self.__dict__["_shadows"] = v.shadows
         if name in self.__dict__["_shadows"].get(id(node), ()):
             return None

@@ -30,7 +30,8 @@ import libcst as cst
 
 from .domain import DomainError, build_domain
 from .loops import Init, Loop, flatten_subscript, names_in
-from .module import ModuleInfo, code, dotted
+from .module import ModuleInfo, code, contains, dotted
+from . import traverse
 
 
 class NestError(Exception):
@@ -352,9 +353,10 @@ class _Bindings(cst.CSTVisitor):
         self._bind(node.target)
 
 
-def size_names(function: cst.FunctionDef | None, info: ModuleInfo, before: int | None = None
+def size_names(function: cst.FunctionDef | None, info: ModuleInfo, before: cst.CSTNode | None = None
                ) -> dict[str, tuple[tuple[str, int], ...]]:
-    """Names bound once, at the top of the function (before line `before`), to a dim of an array.
+    """Names bound once, at the top of the function (before the statement that holds the
+    node `before`), to a dim of an array.
 
     `m = len(A)`, `n = len(A[0])`, `k = A.shape[1]`, `k = A.size(1)` and `m, n = A.shape`.
     A name bound twice is left out (which binding a loop sees would depend on the order
@@ -363,7 +365,7 @@ def size_names(function: cst.FunctionDef | None, info: ModuleInfo, before: int |
     if function is None or not isinstance(function.body, cst.IndentedBlock):
         return {}
     counter = _Bindings()
-    function.body.visit(counter)
+    traverse.visit(function.body, counter)
     out: dict[str, tuple[tuple[str, int], ...]] = {}
     bound_at: dict[str, int] = {}  # top-level statement that binds a name (when it is bound once)
 
@@ -372,8 +374,8 @@ def size_names(function: cst.FunctionDef | None, info: ModuleInfo, before: int |
         return counter.count.get(root, 0) == 0 or (counter.count.get(root) == 1 and bound_at.get(root, k) < k)
 
     for k, stmt in enumerate(function.body.body):
-        if before is not None and info.position(stmt).start.line >= before:
-            break
+        if before is not None and contains(stmt, before):
+            break  # statements from the loop's on may run after it
         if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
             continue
         small = stmt.body[0]
@@ -475,7 +477,7 @@ class _Reads(cst.CSTVisitor):
         return False  # an invariant subscript: nothing inside moves with the loop
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
-        node.value.visit(self)
+        traverse.visit(node.value, self)
         return False
 
     def visit_Name(self, node: cst.Name) -> None:
@@ -485,12 +487,30 @@ class _Reads(cst.CSTVisitor):
 
 def _reads(value: cst.BaseExpression, loop_vars: set[str]) -> tuple[list[NestAccess], list[str]]:
     visitor = _Reads(loop_vars)
-    value.visit(visitor)
+    traverse.visit(value, visitor)
     return visitor.accesses, visitor.index_values
 
 
+_LAST: list = [None, None, None]  # (loop, info, Nest or NestError) of the last call
+
+
 def build_nest(loop: Loop, info: ModuleInfo) -> Nest:
-    """The nest rooted at `loop` (an outermost `for`), or NestError saying why it is not one."""
+    """The nest rooted at `loop` (an outermost `for`), or NestError saying why it is not one.
+    The four nest patterns ask in turn about the same loop: the last answer is kept (a
+    `Nest` is frozen)."""
+    last, last_info, result = _LAST
+    if last is not loop or last_info is not info:
+        try:
+            result = _build_nest(loop, info)
+        except NestError as exc:
+            result = exc
+        _LAST[:] = [loop, info, result]
+    if isinstance(result, NestError):
+        raise NestError(str(result))
+    return result
+
+
+def _build_nest(loop: Loop, info: ModuleInfo) -> Nest:
     if loop.kind != "for":
         raise NestError("not a for loop")
     # break/continue/return anywhere in the nest: not every iteration runs
@@ -502,7 +522,7 @@ def build_nest(loop: Loop, info: ModuleInfo) -> Nest:
         raise NestError(f"side effect: {loop.side_effects[0]}")
     if loop.appends:
         raise NestError(f"side effect: appends to `{loop.appends[0].target}`")
-    sizes = size_names(loop.function, info, loop.line)
+    sizes = size_names(loop.function, info, loop.node)
     levels: list[Level] = []
     node: cst.For = loop.node  # type: ignore[assignment]
     scalar = scalar_init = scalar_stmt = store_stmt = None
