@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -61,21 +63,24 @@ class Callee:
 
 
 @lru_cache(maxsize=8)
-def _whole_file(source: str) -> _Module:
+def _whole_file(source: str) -> _Module | _FileIndex:
     # the engine may hand patterns one function of the file (see loopvec.prefilter): the
     # model, its class and `model.eval()` live elsewhere in the file
-    return _Module(cst.parse_module(source))
+    try:
+        return _FileIndex(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return _Module(cst.parse_module(source).body)
 
 
 class _Module:
     """Module-level bindings and classes of the whole file, for resolving a model's name."""
 
-    def __init__(self, module: cst.Module) -> None:
+    def __init__(self, body) -> None:
         self.bindings: dict[str, list[cst.CSTNode]] = {}
         self.classes: dict[str, cst.ClassDef] = {}
         self.functions: dict[str, cst.FunctionDef] = {}
-        self.statements = list(module.body)
-        for stmt in module.body:
+        self.statements = list(body)
+        for stmt in body:
             if isinstance(stmt, cst.ClassDef):
                 self.classes[stmt.name.value] = stmt
             elif isinstance(stmt, cst.FunctionDef):
@@ -88,6 +93,94 @@ class _Module:
                 # `if TYPE_CHECKING:`, `try: import ...`: bound, but not by a plain statement
                 for name in _names_bound_in(stmt):
                     self.bindings.setdefault(name, []).append(stmt)
+
+    def mentioning(self, name: str) -> list[cst.BaseStatement]:
+        return self.statements
+
+
+class _FileIndex:
+    """`_Module` of a whole file without parsing all of it with libcst (a large file costs
+    a second or more): `ast` says which top-level statements may bind each name, and a
+    lookup parses just those (in file order) and answers as `_Module` over them would."""
+
+    def __init__(self, source: str) -> None:
+        from loopvec.prefilter import split_lines
+
+        tree = ast.parse(source)
+        self.lines = split_lines(source)
+        self.spans: list[tuple[int, int]] = []  # top-level statements' lines (with decorators)
+        self.names: dict[str, list[int]] = {}  # name -> spans that may bind it
+        for stmt in tree.body:
+            start = min([stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", ()))])
+            span = (start, stmt.end_lineno or stmt.lineno)
+            if self.spans and span[0] <= self.spans[-1][1]:  # `import a; b = 1`: one line, one libcst statement
+                span = (self.spans[-1][0], max(span[1], self.spans[-1][1]))
+                self.spans[-1] = span
+            else:
+                self.spans.append(span)
+            for name in _ast_bound(stmt):
+                found = self.names.setdefault(name, [])
+                if not found or found[-1] != len(self.spans) - 1:
+                    found.append(len(self.spans) - 1)
+        self.parsed: dict[int, cst.BaseStatement] = {}
+        self.views: dict[str, _Module] = {}
+        self.classes = _Lookup(self, "classes")
+        self.functions = _Lookup(self, "functions")
+        self.bindings = _Lookup(self, "bindings")
+
+    def _statement(self, k: int) -> cst.BaseStatement:
+        if k not in self.parsed:
+            start, end = self.spans[k]
+            self.parsed[k] = cst.parse_module("".join(self.lines[start - 1: end])).body[0]
+        return self.parsed[k]
+
+    def view(self, name: str) -> _Module:
+        if name not in self.views:
+            self.views[name] = _Module([self._statement(k) for k in self.names.get(name, ())])
+        return self.views[name]
+
+    def mentioning(self, name: str) -> list[cst.BaseStatement]:
+        """The top-level statements whose text spells `name` (the others cannot call
+        `name.eval()`), in file order."""
+        word = re.compile(rf"\b{re.escape(name)}\b")
+        return [self._statement(k) for k, (start, end) in enumerate(self.spans)
+                if any(word.search(line) for line in self.lines[start - 1: end])]
+
+
+class _Lookup:
+    """`classes`/`functions`/`bindings` of a `_FileIndex`, one name at a time."""
+
+    def __init__(self, index: _FileIndex, attr: str) -> None:
+        self.index, self.attr = index, attr
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.index.names and name in getattr(self.index.view(name), self.attr)
+
+    def __getitem__(self, name: str):
+        return getattr(self.index.view(name), self.attr)[name]
+
+    def get(self, name: str, default=None):
+        return self[name] if name in self else default
+
+
+def _ast_bound(stmt: ast.stmt) -> set[str]:
+    """Every name a top-level statement may bind (a superset of what `_Module` records):
+    store targets, import names, def and class names, outside nested defs and classes."""
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {stmt.name}
+    out: set[str] = set()
+    todo: list[ast.AST] = [stmt]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(node.name)
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            out.add(node.id)
+        elif isinstance(node, ast.alias):
+            out.add((node.asname or node.name).split(".")[0])
+        todo.extend(ast.iter_child_nodes(node))
+    return out
 
 
 def _bound(small: cst.BaseSmallStatement) -> list[tuple[str, cst.CSTNode]]:
@@ -199,7 +292,7 @@ def resolve(callee: cst.BaseExpression, loop: Loop, info: ModuleInfo, module: _M
         values = module.bindings[root]
         sources = tuple(s for v in values for s in _sources(v, module))
         return Callee(text, True, "a module-level object", sources,
-                      in_eval=_evaluated(root, module.statements, values[-1]))
+                      in_eval=_evaluated(root, module.mentioning(root), values[-1]))
     return Callee(text, False, "not defined in this module: the verifier cannot see what it is")
 
 

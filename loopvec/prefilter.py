@@ -177,10 +177,46 @@ def _produces(loop: ast.For | ast.AsyncFor, imports: dict[str, str]) -> bool | t
         return True  # hoist_transfer moves the transfer out and keeps the rest of the loop
     if effect:
         return False  # every other pattern declines a loop with a side effect
+    if _stopped(loop, appended):
+        return False
     # a name read before (or while) it is first bound carries a value between iterations
     if produces or any(name in first_load and first_load[name] < end for name, end in first_store.items()):
         return True
     return appended, set(first_store)
+
+
+def _stopped(loop: ast.For | ast.AsyncFor, appended: set[str]) -> bool:
+    """Control flow every pattern declines (`guards.STOPS`, the nests' any break or continue),
+    beyond the two shapes that allow some: a flag set then `break` (`if x > t: found = True;
+    break`, reduction) and `if cond: continue` before an append (boolean_mask)."""
+    if loop.orelse:
+        return True  # for ... else
+    own: set[str] = set()
+    flag = False
+    todo: list[ast.stmt] = list(loop.body)
+    while todo:
+        stmt = todo.pop()
+        if isinstance(stmt, (ast.While, ast.Try, ast.With, ast.AsyncWith)) or type(stmt).__name__ == "TryStar":
+            return True
+        if isinstance(stmt, ast.Break):
+            own.add("break")
+        elif isinstance(stmt, ast.Continue):
+            own.add("continue")
+        if isinstance(stmt, ast.If) and len(stmt.body) == 2 and isinstance(stmt.body[1], ast.Break) \
+                and isinstance(stmt.body[0], ast.Assign) and isinstance(stmt.body[0].value, ast.Constant) \
+                and isinstance(stmt.body[0].value.value, bool):
+            flag = True
+        if isinstance(stmt, (ast.For, ast.AsyncFor)):
+            # an inner loop's break and continue are its own; its body still counts for the rest
+            todo.extend(s for s in ast.walk(stmt) if isinstance(s, (ast.While, ast.Try, ast.With, ast.AsyncWith)))
+            continue
+        for name in ("body", "orelse", "finalbody"):
+            todo.extend(getattr(stmt, name, ()) or ())
+        for part in (*getattr(stmt, "handlers", ()), *getattr(stmt, "cases", ())):
+            todo.extend(part.body)
+    if "break" in own and ("continue" in own or not flag):
+        return True
+    return "continue" in own and not appended
 
 
 def _imports(nodes: list[ast.stmt]) -> dict[str, str]:
@@ -311,10 +347,10 @@ def _parse(source: str) -> ast.Module | None:
         return None
 
 
-def _check_depth(tree: ast.Module, starts: list[int]) -> None:
+def _check_depth(statements: list[ast.stmt], starts: list[int]) -> None:
     """Raise TooDeep for an expression nested deeper than MAX_DEPTH. Only the statements are
     walked; an expression is walked only when its text is long enough to be that deep."""
-    todo: list[ast.AST] = list(tree.body)
+    todo: list[ast.AST] = list(statements)
     while todo:
         node = todo.pop()
         for child in ast.iter_child_nodes(node):
@@ -347,12 +383,11 @@ def select(source: str) -> Selection | None:
         return None
     lines = split_lines(source)
     starts = _starts(lines)
-    _check_depth(tree, starts)
     import_nodes: list[ast.stmt] = []
     units = _units(tree, import_nodes)
     imports = _imports(import_nodes)
     collectors = {local for local, full in imports.items() if full in _COLLECTOR_QUALNAMES} | COLLECTOR_NAMES
-    may_collect = re.compile(r"\b(?:%s)\b" % "|".join(sorted(map(re.escape, collectors))))
+    may_collect = re.compile(r"\b(?:%s)[\s\\]*\(" % "|".join(sorted(map(re.escape, collectors))))
     loads: dict[int, dict[str, list[tuple[int, int]]]] = {}
     count = 0
     chunks: list[Chunk] = []
@@ -377,6 +412,7 @@ def select(source: str) -> Selection | None:
                         and len(comp.generators) == 1 and _has_domain(comp.generators[0].iter):
                     hit = True
         if hit and unit.chunkable:
+            _check_depth([unit.stmt], starts)  # libcst parses what becomes a chunk
             header = tuple(_indent(lines[c.lineno - 1]) + f"class {c.name}:" + _ending(lines[c.lineno - 1])
                            for c in unit.classes)
             spans = tuple((f.lineno, f.col_offset, f.end_lineno, _column(lines[f.end_lineno - 1], f.end_col_offset))
@@ -581,21 +617,38 @@ def plan_chunks(path: str, source: str, pattern_names: tuple[str, ...] = (), who
     """`engine.plan_source` over only the chunks that may hold a candidate (a `FilePlan`),
     or None when the whole file must be parsed instead (always, with `whole`: then only
     nesting that would crash libcst is refused)."""
-    import codemods
-
     from . import engine
 
     try:
         if whole:
-            tree = _parse(source)
-            if tree is not None:
-                _check_depth(tree, _starts(split_lines(source)))
-            return None
+            return _whole_file(source)
         selection = select(source)
     except TooDeep as exc:
         raise engine.SourceError(str(exc)) from None
     if selection is None:
         return None
+    planned = _plan_selection(path, source, selection, pattern_names)
+    if planned is None:
+        try:
+            return _whole_file(source)  # select checked only the chunks' depth
+        except TooDeep as exc:
+            raise engine.SourceError(str(exc)) from None
+    return planned
+
+
+def _whole_file(source: str) -> None:
+    """None (parse the whole file), after refusing nesting that would crash libcst."""
+    tree = _parse(source)
+    if tree is not None:
+        _check_depth(tree.body, _starts(split_lines(source)))
+    return None
+
+
+def _plan_selection(path: str, source: str, selection: Selection, pattern_names: tuple[str, ...]):
+    import codemods
+
+    from . import engine
+
     lines = source.count("\n") + 1
     if not selection.chunks:
         return engine.FilePlan(path, source, (), (), selection.loops, lines)

@@ -122,6 +122,13 @@ def _plan_worker() -> None:
     gc.set_threshold(*_PLAN_GC_THRESHOLD)
 
 
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
 def plan_all(options: RunOptions, progress: Progress | None = None) -> tuple[list[FilePlan | FileResult], list[str], list[str]]:
     files, missing = discover(list(options.paths), options.exclude, options.root)
     folder = cache.cache_dir(options.root) if options.cache else None
@@ -129,11 +136,15 @@ def plan_all(options: RunOptions, progress: Progress | None = None) -> tuple[lis
     results: list[FilePlan | FileResult] = []
     if options.jobs > 1 and len(files) > 1:
         pool = ProcessPoolExecutor(max_workers=options.jobs, initializer=_plan_worker)
+        # largest files first, so no worker is left with a long one at the end
+        order = sorted(range(len(jobs)), key=lambda k: -_size(jobs[k][0]))
+        done: dict[int, FilePlan | FileResult] = {}
         try:
-            for k, res in enumerate(pool.map(_plan, jobs, chunksize=8)):
-                results.append(res)
+            for k, res in zip(order, pool.map(_plan, [jobs[k] for k in order], chunksize=2)):
+                done[k] = res
                 if progress:
-                    progress("scan", k + 1, len(jobs))
+                    progress("scan", len(done), len(jobs))
+            results = [done[k] for k in range(len(jobs))]
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             for proc in list((getattr(pool, "_processes", None) or {}).values()):

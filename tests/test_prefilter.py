@@ -113,6 +113,16 @@ def test_a_rewrite_is_spliced_into_the_whole_file():
     ("print([v for v in x])", False),
     ("for j in range(3):\n            out[i, j] = x", True),
     ("for j in range(3):\n            print(j)", False),
+    # control flow every pattern declines, and the two shapes that allow some
+    ("total += x\n        if x > 9:\n            break", False),
+    ("if x > 9:\n            out[0] = True\n            break", True),
+    ("if x > 9:\n            continue\n        total += x", False),
+    ("if x > 9:\n            continue\n        out.append(x)", True),
+    ("for j in range(3):\n            if j:\n                break\n            out[i, j] = x", True),
+    ("try:\n            out[i] = x\n        except ValueError:\n            pass", False),
+    ("with ctx:\n            out[i] = x", False),
+    ("with ctx:\n            y = x.cuda()\n            use(y)", True),
+    ("while total < x:\n            total += 1", False),
 ])
 def test_which_loop_bodies_may_produce_a_value(body, kept):
     source = (f"import torch\n\n\ndef f(xs, out, best, total, names):\n    for i, x in enumerate(xs):\n"

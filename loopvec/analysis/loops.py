@@ -729,34 +729,40 @@ def _reads_before_binding(stmt: cst.BaseStatement, name: str) -> str:
 def _used_after(node: cst.For, names: set[str], blocks: list[tuple], loop_stack: list, index: int) -> set[str]:
     """Names bound in the loop that a later statement may read before rebinding them."""
     used: set[str] = set()
+    if not names:
+        return used
+    # statements after the loop in its block, then after the enclosing blocks (innermost first)
+    after: list[list[cst.BaseStatement]] = []
+    spelled: dict[int, set[str]] = {}  # names_in of each statement after the loop, as needed
+    for depth in range(len(blocks) - 1, -1, -1):
+        block = blocks[depth]
+        if depth == len(blocks) - 1:
+            start = index + 1
+        else:  # after the enclosing statement in this block that contains the loop
+            start = next((k + 1 for k, s in enumerate(block) if contains(s, node)), len(block))
+        after.append(block[start:])
+    # an enclosing loop runs statements before ours again on its next iteration
+    rerun: list[set[str]] = []
+    for outer in loop_stack:
+        before: set[str] = set()
+        for stmt in outer.body.body if isinstance(outer.body, cst.IndentedBlock) else ():
+            if contains(stmt, node):
+                break
+            before |= names_in(stmt)
+        rerun.append(before)
     for name in names:
         state = ""
-        # statements after the loop in its block, then after the enclosing blocks
-        for depth in range(len(blocks) - 1, -1, -1):
-            block = blocks[depth]
-            here = node if depth == len(blocks) - 1 else None
-            start = index + 1 if here is not None else None
-            if start is None:
-                # find the enclosing statement in this block that contains the loop
-                start = next((k + 1 for k, s in enumerate(block) if contains(s, node)), len(block))
-            for stmt in block[start:]:
-                state = _reads_before_binding(stmt, name)
+        for stmts in after:
+            for stmt in stmts:
+                if id(stmt) not in spelled:
+                    spelled[id(stmt)] = names_in(stmt)
+                state = _reads_before_binding(stmt, name) if name in spelled[id(stmt)] else ""
                 if state:
                     break
             if state:
                 break
-        if state == "read":
+        if state == "read" or any(name in before for before in rerun):
             used.add(name)
-            continue
-        # an enclosing loop runs statements before ours again on its next iteration
-        for outer in loop_stack:
-            before = []
-            for stmt in outer.body.body if isinstance(outer.body, cst.IndentedBlock) else ():
-                if contains(stmt, node):
-                    break
-                before.append(stmt)
-            if any(name in names_in(s) for s in before):
-                used.add(name)
     return used
 
 

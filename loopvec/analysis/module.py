@@ -101,7 +101,14 @@ def used_names(function: cst.FunctionDef) -> set[str]:
     """Every name spelled anywhere in a function: parameters, its own name, locals, the
     globals it reads, attribute and keyword names, nested functions and lambdas. A new
     local named otherwise shadows nothing (a closure may read a global `keep`)."""
-    return {n.value for n in walk(function) if isinstance(n, cst.Name)}
+    last, names = _USED_LAST
+    if last is not function:
+        names = frozenset(n.value for n in walk(function) if isinstance(n, cst.Name))
+        _USED_LAST[:] = [function, names]
+    return set(names)
+
+
+_USED_LAST: list = [None, frozenset()]  # several loops of one function ask in turn
 
 
 def fresh_name(bases: str | tuple[str, ...], taken: set[str], first: int = 1, sep: str = "_") -> str:

@@ -63,8 +63,9 @@ def _may_hold_node(kind: type, name: str) -> bool:
     return "libcst." in str(kind.__dataclass_fields__[name].type)  # a node class, not str/bool/Literal
 
 
-# Fields that hold only layout: whitespace, comments, parentheses, brackets, commas and
-# the like. No analysis reads them, and they are most of a tree's nodes.
+# Fields that hold only layout nodes (`_LAYOUT_TYPES`): whitespace, comments, parentheses,
+# brackets, commas and the like. No analysis reads them, and they are most of a tree's
+# nodes; skipping the fields saves looking at them (the test checks the two agree).
 _LAYOUT = frozenset({"lpar", "rpar", "lbracket", "rbracket", "lbrace", "rbrace", "comma", "semicolon", "dot",
                      "colon", "equal", "leading_lines", "lines_after_decorators", "trailing_whitespace", "header",
                      "footer", "newline", "empty_lines", "first_line", "last_line", "comment", "whitespace"})
@@ -88,19 +89,36 @@ def children(node: CSTNode, layout: bool = True) -> list[CSTNode]:
         fields = _CODE[kind] if kind in _CODE else _code_order(node)
     if fields is None:
         return [c for c in node.children if layout or not _is_layout(c)]
+    wanted = (1, 4) if layout else (1,)
     out: list[CSTNode] = []
     for name in fields:
         value = getattr(node, name)
-        if isinstance(value, CSTNode):
+        kind = _KIND.get(type(value))
+        if kind is None:
+            kind = _kind(type(value))
+        if kind in wanted:
             out.append(value)
-        elif isinstance(value, (tuple, list)):
-            out.extend(v for v in value if isinstance(v, CSTNode))
+        elif kind == 2:
+            out.extend(v for v in value if (_KIND.get(type(v)) or _kind(type(v))) in wanted)
     return out
 
 
+# Node types that are layout: whitespace, comments and punctuation tokens.
+_LAYOUT_TYPES = (cst.BaseParenthesizableWhitespace, cst.EmptyLine, cst.TrailingWhitespace, cst.Newline, cst.Comment,
+                 cst.LeftParen, cst.RightParen, cst.LeftSquareBracket, cst.RightSquareBracket, cst.LeftCurlyBrace,
+                 cst.RightCurlyBrace, cst.Comma, cst.Semicolon, cst.Colon, cst.Dot, cst.AssignEqual)
+_KIND: dict[type, int] = {}  # 1: a code node, 4: a layout node, 2: a sequence (of nodes), 3: anything else
+
+
+def _kind(t: type) -> int:
+    # by concrete type: `isinstance(v, CSTNode)` goes through the ABC machinery on every call
+    kind = _KIND[t] = (4 if issubclass(t, _LAYOUT_TYPES) else 1) if issubclass(t, CSTNode) else \
+        2 if issubclass(t, (tuple, list)) else 3
+    return kind
+
+
 def _is_layout(node: CSTNode) -> bool:
-    return isinstance(node, (cst.BaseParenthesizableWhitespace, cst.EmptyLine, cst.TrailingWhitespace, cst.Newline,
-                             cst.Comment, cst.LeftParen, cst.RightParen, cst.Comma, cst.Colon))
+    return (_KIND.get(type(node)) or _kind(type(node))) == 4
 
 
 def walk(node: CSTNode):
@@ -113,35 +131,39 @@ def walk(node: CSTNode):
         stack.extend(reversed(children(current, False)))
 
 
-_HOOKS: dict[tuple[type, type], tuple[Callable | None, Callable | None]] = {}
+_HOOKS: dict[tuple[type, type], tuple[Callable, Callable]] = {}
 
 
 def visit(node: CSTNode, visitor: cst.CSTVisitor) -> None:
     """`node.visit(visitor)` for a read-only `CSTVisitor` that overrides at most
     `visit_<Type>`/`leave_<Type>` (or `on_visit`/`on_leave`), not the attribute hooks.
-    Layout nodes (see `children`) are not visited."""
-    kind = type(node)
-    key = (type(visitor), kind)
-    hooks = _HOOKS.get(key)
-    if hooks is None:
-        cls = type(visitor)
-        if cls.on_visit is not cst.CSTVisitor.on_visit or cls.on_leave is not cst.CSTVisitor.on_leave:
-            hooks = (None, None)  # custom dispatch: call on_visit/on_leave themselves
-        else:
-            hooks = (getattr(cls, f"visit_{kind.__name__}", None), getattr(cls, f"leave_{kind.__name__}", None))
-            hooks = (hooks[0] or _none, hooks[1] or _none)
-        _HOOKS[key] = hooks
-    before, after = hooks
-    if before is None:
-        if visitor.on_visit(node):
-            for child in children(node, False):
-                visit(child, visitor)
-        visitor.on_leave(node)
-        return
-    if before(visitor, node) is not False:
-        for child in children(node, False):
-            visit(child, visitor)
-    after(visitor, node)
+    Layout nodes (see `children`) are not visited. Iterative: any depth of nesting."""
+    cls = type(visitor)
+    custom = cls.on_visit is not cst.CSTVisitor.on_visit or cls.on_leave is not cst.CSTVisitor.on_leave
+    stack: list[tuple[CSTNode, bool]] = [(node, False)]
+    pop, push, extend = stack.pop, stack.append, stack.extend
+    while stack:
+        current, leaving = pop()
+        if custom:
+            if leaving:
+                visitor.on_leave(current)
+                continue
+            push((current, True))
+            if visitor.on_visit(current):
+                extend([(c, False) for c in reversed(children(current, False))])
+            continue
+        key = (cls, type(current))
+        hooks = _HOOKS.get(key)
+        if hooks is None:
+            name = type(current).__name__
+            hooks = _HOOKS[key] = (getattr(cls, f"visit_{name}", None) or _none,
+                                   getattr(cls, f"leave_{name}", None) or _none)
+        if leaving:
+            hooks[1](visitor, current)
+            continue
+        push((current, True))
+        if hooks[0](visitor, current) is not False:
+            extend([(c, False) for c in reversed(children(current, False))])
 
 
 def _none(visitor, node) -> None:

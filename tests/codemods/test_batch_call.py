@@ -205,3 +205,65 @@ def test_apply_writes_a_model_it_ran(applied):
         pytest.skip("checked in the default run")
     assert [f.status for f in by_file["seed.py"]] == [REWRITTEN]
     assert (folder / "seed.py").read_text() == SEED.expected.read_text()
+
+
+INDEX_SOURCE = '''import torch
+import torch.nn as nn; from torch import nn as tnn; helper = 3
+
+if torch.cuda.is_available():
+    device = "cuda"
+else:
+    device = "cpu"
+
+try:
+    from fancy import Net as Backbone
+except ImportError:
+    Backbone = None
+
+
+@torch.no_grad()
+def encode(x):
+    inner = 1
+    return x * inner
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+model = Net(); model.eval()
+model: nn.Module = Net()
+with torch.no_grad():
+    shared = nn.Linear(4, 4)
+model.train()
+'''
+
+
+def test_file_index_answers_as_a_full_parse():
+    """The lazy index of a file's top-level names finds what parsing the whole file finds."""
+    import ast
+    import re
+
+    import libcst as cst
+
+    from codemods.batch_call import _FileIndex, _Module, _ast_bound
+    from loopvec.analysis.module import code
+
+    full = _Module(cst.parse_module(INDEX_SOURCE).body)
+    lazy = _FileIndex(INDEX_SOURCE)
+    names = set().union(*map(_ast_bound, ast.parse(INDEX_SOURCE).body)) | {"missing", "forward", "inner"}
+    for name in sorted(names):
+        for attr in ("classes", "functions", "bindings"):
+            want, got = getattr(full, attr), getattr(lazy, attr)
+            assert (name in want) == (name in got), (attr, name)
+            if name in want:
+                render = (lambda v: [code(n) for n in v]) if attr == "bindings" else code
+                assert render(want[name]) == render(got[name]), (attr, name)
+        # `_evaluated` reads the statements that spell the name: exactly those, in order
+        spelled = [code(s) for s in full.statements if re.search(rf"\b{name}\b", code(s))]
+        assert [code(s) for s in lazy.mentioning(name)] == spelled, name
