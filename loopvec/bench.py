@@ -83,6 +83,12 @@ class Timing:
         # a dim named by its value ("3" in x=[n,3]) says nothing new
         return ", ".join(f"{k}={v}" for k, v in self.sizes if not k.isdigit()) or self.shapes
 
+    def grows_memory(self, factor: float = 10.0, floor: int = 1 << 20) -> bool:
+        """The rewrite's peak is over `factor` times the loop's and over `floor` bytes: the
+        report says so (a [N, M, D] intermediate where the loop held [N, D])."""
+        return self.rewrite_bytes is not None and self.rewrite_bytes > floor and \
+            self.rewrite_bytes > factor * max(self.original_bytes or 0, 1)
+
     def passes(self, min_speedup: float) -> bool:
         """Whether the gate keeps it: unmeasured rewrites stay (the gate only drops what it
         measured slower); measured ones need `min_speedup`, less the timing noise."""
@@ -90,6 +96,15 @@ class Timing:
             return False
         s = self.speedup
         return s is None or s >= min_speedup * (1 - TOLERANCE)
+
+
+def memory_note(t: Timing) -> str:
+    """`peak memory ~512.0 MiB where the loop's was ~2.0 MiB (n=4096)` for reports."""
+    where = f" ({t.size_text})" if t.size_text else ""
+    if t.rewrite_bytes is None:
+        return f"peak memory not measured{where}"
+    loop = f" where the loop's was ~{human_bytes(t.original_bytes)}" if t.original_bytes is not None else ""
+    return f"peak memory ~{human_bytes(t.rewrite_bytes)}{loop}{where}"
 
 
 def speed_note(t: Timing) -> str:

@@ -85,6 +85,16 @@ def _options(paths, patterns, jobs, cfg: Config, **extra) -> RunOptions:
     )
 
 
+def _memory_limit(cfg: Config, given: str | None = None) -> int | None:
+    from .memory import max_memory_option
+
+    try:
+        return max_memory_option(given if given is not None else cfg.max_memory)
+    except ValueError as exc:
+        _err(f"loopvec: error: --max-memory: {exc}")
+        raise typer.Exit(2)
+
+
 def _check_patterns(names) -> None:
     import codemods
 
@@ -166,6 +176,10 @@ def apply(
         None, "--min-speedup", min=0.0, help="Keep a verified rewrite only if it is at least this many times faster "
                                               "than the loop on scaled-up inputs (default 1.0, or [tool.loopvec] "
                                               "min_speedup; 0 turns the timing off)."),
+    max_memory: Optional[str] = typer.Option(
+        None, "--max-memory", help="Leave a verified rewrite as it was when its peak tensor memory on the scaled-up "
+                                   "inputs exceeds this (4GiB, 512MB, off; default a quarter of RAM, or "
+                                   "[tool.loopvec] max_memory)."),
     commit: bool = typer.Option(False, "--commit", help="In a git repository, commit the rewrites: one commit per "
                                                         "pattern. Refuses when a file it would change has "
                                                         "uncommitted edits."),
@@ -174,6 +188,8 @@ def apply(
     cfg = _config(paths)
     _check_patterns(pattern or cfg.patterns)
     from .gitcommit import Committer, GitError
+
+    memory_limit = _memory_limit(cfg, max_memory)
 
     gate = min_speedup if min_speedup is not None else (cfg.min_speedup if cfg.min_speedup is not None else 1.0)
     committer = None
@@ -189,7 +205,8 @@ def apply(
     options = _options(paths, pattern, jobs, cfg, dry_run=dry_run, unsafe=unsafe, show_declined=show_declined,
                        max_examples=max_examples, timeout=timeout,
                        device=device.value if device else None, grad=grad, cache=not no_cache,
-                       min_speedup=gate or None, before_write=committer.check_clean if committer else None)
+                       min_speedup=gate or None, max_memory=memory_limit,
+                       before_write=committer.check_clean if committer else None)
     with _interruptible(), _progress(fmt is Format.text) as progress:
         try:
             result = run_apply(options, progress)
@@ -304,7 +321,8 @@ def profile(
         code, samples = prof.run_profiled(list(command), interval_ms / 1000)
         files = prof.python_files(samples, roots)
         gate = cfg.min_speedup if cfg.min_speedup is not None else 1.0
-        options = _options(files or roots, pattern, None, cfg, cache=not no_cache, min_speedup=gate or None)
+        options = _options(files or roots, pattern, None, cfg, cache=not no_cache, min_speedup=gate or None,
+                           max_memory=_memory_limit(cfg))
         costs = prof.charge(samples, prof.loops_of(files, options)) if files else []
         if verify or apply_top:
             prof.verify_top(costs[:top], options, apply_top)

@@ -32,11 +32,12 @@ class Config:
     device: str | None = None
     jobs: int | None = None
     min_speedup: float | None = None
+    max_memory: str | int | None = None  # "4GiB", bytes, or "off"
     hints: dict[str, str] = field(default_factory=dict)
     root: str | None = None  # folder of the pyproject.toml it came from
 
 
-_KNOWN = {"patterns", "exclude", "max_examples", "timeout", "device", "jobs", "min_speedup", "hints"}
+_KNOWN = {"patterns", "exclude", "max_examples", "timeout", "device", "jobs", "min_speedup", "max_memory", "hints"}
 
 
 def find_pyproject(start: str) -> Path | None:
@@ -73,6 +74,7 @@ def load(start: str) -> Config:
         device=section.get("device"),
         jobs=section.get("jobs"),
         min_speedup=section.get("min_speedup"),
+        max_memory=section.get("max_memory"),
         hints=dict(hints),
         root=str(path.parent),
     )

@@ -8,7 +8,7 @@ function's source for the verifier and a key to re-apply the same rewrite later.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import libcst as cst
 
@@ -41,6 +41,8 @@ class Planned:
     prelude: str
     diff: str
     unverifiable: str | None = None  # why it cannot be verified at all
+    # the next pattern's rewrite of the same loop, verified when this one is not
+    alternative: Planned | None = None
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ def plan_source(path: str, source: str, pattern_names: tuple[str, ...] = (), sho
     loops, rewrites, declines = match_loops(info, patterns)
     planned = []
     for rw in rewrites:
-        planned.append(_plan_one(path, info, rw))
+        planned.append(plan_rewrite(path, info, patterns, rw))
     declined = []
     if show_declined:
         for loop in loops:
@@ -207,6 +209,33 @@ def plan_source(path: str, source: str, pattern_names: tuple[str, ...] = (), sho
 def _first_line(exc: Exception) -> str:
     """Reports keep one line per finding; libcst's syntax errors span several."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def alternative(info: ModuleInfo, patterns: list, rw: Rewrite) -> Rewrite | None:
+    """The rewrite of the same loop by the first pattern after `rw`'s that has one (vmap
+    after a lifting pattern whose rewrite the verifier refuted), or None."""
+    names = [p.NAME for p in patterns]
+    if rw.pattern not in names:
+        return None
+    ctx = PatternContext.for_module(info)
+    for pattern in patterns[names.index(rw.pattern) + 1:]:
+        result = pattern.match(rw.loop, ctx)
+        if isinstance(result, Rewrite):
+            return result
+    return None
+
+
+def plan_rewrite(path: str, info: ModuleInfo, patterns: list, rw: Rewrite) -> Planned:
+    """`rw` as a `Planned`, with its alternative (see `alternative`) when there is one."""
+    planned = _plan_one(path, info, rw)
+    alt = alternative(info, patterns, rw)
+    if alt is not None and alt.imports and isinstance(info, prefilter.ChunkInfo):
+        alt = None  # its import would land inside the chunk (the whole-file parse plans it)
+    if alt is not None:
+        other = _plan_one(path, info, alt)
+        if other.unverifiable is None:
+            planned = replace(planned, alternative=other)
+    return planned
 
 
 def _plan_one(path: str, info: ModuleInfo, rw: Rewrite) -> Planned:
@@ -233,8 +262,14 @@ def _plan_one(path: str, info: ModuleInfo, rw: Rewrite) -> Planned:
 def apply_keys(path: str, source: str, keys: set[str], pattern_names: tuple[str, ...] = ()) -> str:
     """Re-plan `source` and apply exactly the rewrites named by `keys`."""
     info = parse(path, source)
-    _, rewrites, _ = match_loops(info, codemods.select(pattern_names))
+    patterns = codemods.select(pattern_names)
+    _, rewrites, _ = match_loops(info, patterns)
     chosen = [rw for rw in rewrites if _key(path, rw.loop, rw.pattern) in keys]
+    if len(chosen) != len(keys):  # a key may name the alternative of a rewrite
+        for rw in rewrites:
+            alt = alternative(info, patterns, rw) if _key(path, rw.loop, rw.pattern) not in keys else None
+            if alt is not None and _key(path, alt.loop, alt.pattern) in keys:
+                chosen.append(alt)
     if len(chosen) != len(keys):
         raise SourceError("the file changed while loopvec was working on it: left unchanged")
     new = render(info, chosen)

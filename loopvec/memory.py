@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import re
 import weakref
 from dataclasses import dataclass
@@ -90,6 +91,27 @@ def parse_size(text: str) -> int:
     if not m or m.group(2).lower() not in _UNITS:
         raise ValueError(f"cannot read size {text!r}: expected a number with B, KB, MB, GB, KiB, MiB or GiB")
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def default_limit() -> int | None:
+    """A quarter of the machine's physical memory: what one intermediate tensor of a
+    rewrite may take before `--max-memory` leaves the loop as it was."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def max_memory_option(text: str | int | None) -> int | None:
+    """`--max-memory` / `[tool.loopvec] max_memory`: a size (`"4GiB"`, bytes as a number),
+    `"off"` for no limit, or None for the default (see `default_limit`)."""
+    if text is None:
+        return default_limit()
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text if text > 0 else None
+    if str(text).strip().lower() in ("off", "none", "0"):
+        return None
+    return parse_size(str(text))
 
 
 def human(n: int) -> str:

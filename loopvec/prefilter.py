@@ -669,5 +669,5 @@ def _plan_selection(path: str, source: str, selection: Selection, pattern_names:
         for rw in rewrites:
             if rw.imports:
                 return None  # an added import goes to the file's head, outside the chunk
-            planned.append(engine._plan_one(path, info, rw))
+            planned.append(engine.plan_rewrite(path, info, patterns, rw))
     return engine.FilePlan(path, source, tuple(planned), (), selection.loops, lines)

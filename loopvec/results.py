@@ -29,6 +29,8 @@ class Finding:
     counterexample: str | None = None
     hint: str | None = None
     speedup: float | None = None
+    peak_bytes: int | None = None  # the rewrite's peak tensor memory at the gate's sizes
+    loop_peak_bytes: int | None = None  # the loop's, at the same sizes
     key: str = field(default="", compare=False)
 
     def to_json(self) -> dict:

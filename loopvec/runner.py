@@ -22,7 +22,7 @@ from typing import Callable
 import libcst as cst
 
 from . import cache
-from .bench import BenchRequest, Timing, bench, speed_note
+from .bench import BenchRequest, Timing, bench, human_bytes, memory_note, speed_note
 from .edits import function_source
 from .engine import (FilePlan, Planned, SourceError, Text, apply_keys, encode, plan_source, read,
                      scan_finding, unified_diff)
@@ -48,6 +48,9 @@ class RunOptions:
     root: str | None = None
     cache: bool = False  # plans and verdicts under .loopvec_cache/ (the CLI turns it on)
     min_speedup: float | None = None  # the speed gate (loopvec.bench); None: off
+    # the memory gate: a rewrite whose peak tensor memory at the gate's sizes exceeds this
+    # many bytes is left as it was; None: not measured
+    max_memory: int | None = None
     only: frozenset[str] | None = None  # verify and write only these candidate keys (`loopvec profile`)
     # called with the files about to be written, before the first write; it may raise to stop
     before_write: Callable[[tuple[str, ...]], None] | None = field(default=None, compare=False)
@@ -217,6 +220,32 @@ def _verify(cands: list[Candidate], settings: VerifySettings, cached: cache.Verd
     return known
 
 
+def _fall_back(plans: list[FilePlan], verdicts: dict[str, Verdict], options: RunOptions,
+               cached: cache.Verdicts | None) -> list[FilePlan]:
+    """A candidate the verifier refuted or could not run: the next pattern's rewrite of the
+    same loop (`Planned.alternative`) takes its place if that one verifies."""
+    retry = [p for fp in plans for p in fp.planned
+             if p.alternative is not None and p.qualname and (options.only is None or p.key in options.only)
+             and _status(p, verdicts.get(p.key))[0] in (FAILED, UNVERIFIABLE)]
+    if not retry:
+        return plans
+    alts = {p.key: p.alternative for p in retry}
+    verdicts.update(_verify([_candidate(a, a.function_source, options) for a in alts.values()],
+                            options.verify, cached))
+    out = []
+    for fp in plans:
+        planned = []
+        for p in fp.planned:
+            alt = alts.get(p.key)
+            if alt is not None and _status(alt, verdicts.get(alt.key))[0] == VERIFIED:
+                word = "was refuted" if _status(p, verdicts.get(p.key))[0] == FAILED else "could not be verified"
+                p = replace(alt, message=f"{alt.message} (the {p.pattern} rewrite {word}: "
+                                         f"{_status(p, verdicts.get(p.key))[1]})")
+            planned.append(p)
+        out.append(replace(fp, planned=tuple(planned)))
+    return out
+
+
 def _status(p: Planned, verdict: Verdict | None) -> tuple[str, str]:
     if p.unverifiable:
         return UNVERIFIABLE, p.unverifiable
@@ -233,15 +262,17 @@ def _status(p: Planned, verdict: Verdict | None) -> tuple[str, str]:
 
 
 def _speed_gate(kept: list[Planned], options: RunOptions, progress: Progress | None) -> dict[str, Timing]:
-    """Timings of the verified rewrites about to be written (none when the gate is off)."""
-    if options.min_speedup is None or not kept:
+    """Timings (and, for the memory gate, peak memory) of the verified rewrites about to be
+    written, at the same scaled-up sizes; none when both gates are off."""
+    if options.min_speedup is None and options.max_memory is None or not kept:
         return {}
     device = "cuda" if options.verify.device == "cuda" else "cpu"
     requests = []
     for p in kept:
         cand = _candidate(p, p.function_source, options)
         requests.append(BenchRequest(p.key, cand.reference, cand.candidate, cand.hints, device=device,
-                                     max_loop_s=0.1, budget_s=1.0, memory=False))
+                                     max_loop_s=0.1, budget_s=1.0 if options.min_speedup is not None else 0.05,
+                                     memory=options.max_memory is not None))
     if progress:
         progress("speed", 0, len(requests))
     timings = bench(requests, timeout_s=max(options.verify.timeout_s, 30.0))
@@ -284,6 +315,7 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
     verdicts = _verify(cands, options.verify, cached)
     if progress:
         progress("verify", len(cands), len(cands))
+    plans = _fall_back(plans, verdicts, options, cached)
 
     # 2. functions with several verified rewrites: verify them together too
     chosen: dict[str, list[Planned]] = {}
@@ -319,8 +351,11 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
 
     # 3. the speed gate: a verified rewrite is kept only if it is also faster
     timings = _speed_gate([p for fp in plans for p in chosen[fp.path] if p.key not in dropped], options, progress)
-    slow = {k for k, t in timings.items() if not t.passes(options.min_speedup)}
-    dropped |= slow
+    slow = {k for k, t in timings.items() if options.min_speedup is not None and not t.passes(options.min_speedup)}
+    # the memory gate (the catalogue's Pitfall 4): an intermediate too large for the machine
+    big = {k for k, t in timings.items() if k not in slow and options.max_memory is not None
+           and t.rewrite_bytes is not None and t.rewrite_bytes > options.max_memory}
+    dropped |= slow | big
     if options.before_write and not options.dry_run:
         options.before_write(tuple(fp.path for fp in plans if any(p.key not in dropped for p in chosen[fp.path])))
 
@@ -341,7 +376,7 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
             try:
                 new_source = apply_keys(fp.path, fp.source, keys, options.patterns)
                 header = "".join(f"# loopvec: {p.pattern} {speed_note(timings[p.key])}\n" for p in fp.planned
-                                 if p.key in keys and p.key in timings)
+                                 if p.key in keys and p.key in timings and options.min_speedup is not None)
                 file_diff = unified_diff(fp.path, fp.source, new_source, header)
                 if not options.dry_run:
                     current = read(fp.path)
@@ -366,19 +401,28 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
             elif status == VERIFIED and p.key in slow:
                 message = (f"verified, but {speed_note(timings[p.key])} than the loop: left as it was "
                            f"(--min-speedup {options.min_speedup:g})")
+            elif status == VERIFIED and p.key in big:
+                message = (f"verified, but {memory_note(timings[p.key])}: over --max-memory "
+                           f"{human_bytes(options.max_memory)}: left as it was")
             elif status == VERIFIED and p.key in dropped:
                 message = "verified alone, but not together with another rewrite in the same function"
             timing = timings.get(p.key)
             if status in (VERIFIED, REWRITTEN) and p.key in keys and timing is not None:
-                message = f"{p.message}; {speed_note(timing)}"
-            elif status in (VERIFIED, REWRITTEN) and p.key not in slow:
+                notes = [speed_note(timing)] if options.min_speedup is not None else []
+                if timing.grows_memory():
+                    notes.append(memory_note(timing))
+                message = "; ".join([p.message, *notes])
+            elif status in (VERIFIED, REWRITTEN) and p.key not in slow | big:
                 message = p.message
             findings.append(Finding(
                 p.path, p.line, p.column, p.end_line, p.qualname, p.pattern, status, message,
                 p.diff, p.safety, p.assumptions,
                 counterexample=verdict.counterexample if verdict else None,
                 hint=verdict.hint if verdict else None,
-                speedup=round(timing.speedup, 2) if timing is not None and timing.speedup is not None else None,
+                speedup=round(timing.speedup, 2) if timing is not None and timing.speedup is not None
+                and options.min_speedup is not None else None,
+                peak_bytes=timing.rewrite_bytes if timing is not None else None,
+                loop_peak_bytes=timing.original_bytes if timing is not None else None,
                 key=p.key,
             ))
         findings += list(fp.declined)

@@ -169,3 +169,39 @@ def test_bench_command_says_when_there_is_nothing_to_compare(module):
 def test_bench_command_rejects_a_bad_size(module):
     result = CliRunner().invoke(app, ["bench", "loops.py::double", "--size", "n=lots"])
     assert result.exit_code == 2 and "not an integer" in result.output
+
+
+# --------------------------------------------------------------------------- the memory gate
+
+
+def test_max_memory_reads_sizes_off_and_a_default():
+    from loopvec.memory import default_limit, max_memory_option
+
+    assert max_memory_option("4GiB") == 4 * 2 ** 30 and max_memory_option("512 MB") == 512 * 10 ** 6
+    assert max_memory_option(10_000) == 10_000
+    assert max_memory_option("off") is None and max_memory_option(0) is None
+    assert max_memory_option(None) == default_limit() and default_limit() > 2 ** 20
+    with pytest.raises(ValueError, match="cannot read size"):
+        max_memory_option("lots")
+
+
+def test_the_report_says_when_a_rewrite_needs_much_more_memory_than_its_loop():
+    grows = Timing("k", "measured", original_bytes=4 << 10, rewrite_bytes=64 << 20, sizes=(("n", 4096),))
+    same = Timing("k", "measured", original_bytes=40 << 20, rewrite_bytes=64 << 20)
+    small = Timing("k", "measured", original_bytes=8, rewrite_bytes=4096)  # 512x, but 4 KiB
+    assert grows.grows_memory() and not same.grows_memory() and not small.grows_memory()
+    assert B.memory_note(grows) == "peak memory ~64.0 MiB where the loop's was ~4.0 KiB (n=4096)"
+
+
+@pytest.mark.slow
+def test_a_rewrite_over_max_memory_is_left_as_it_was(module):
+    result = apply(RunOptions(paths=("loops.py",), max_memory=1))
+    (finding,) = [f for f in result.findings if f.function == "double"]
+    assert finding.status == "verified" and "over --max-memory 1 B: left as it was" in finding.message
+    assert "peak memory ~" in finding.message and finding.peak_bytes > 1
+    assert module.read_text() == LOOPS
+
+
+def test_max_memory_on_the_command_line_must_be_a_size(module):
+    result = CliRunner().invoke(app, ["apply", "loops.py", "--max-memory", "lots"])
+    assert result.exit_code == 2 and "--max-memory" in result.output and "cannot read size" in result.output
