@@ -351,11 +351,14 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
 
     # 3. the speed gate: a verified rewrite is kept only if it is also faster
     timings = _speed_gate([p for fp in plans for p in chosen[fp.path] if p.key not in dropped], options, progress)
-    slow = {k for k, t in timings.items() if options.min_speedup is not None and not t.passes(options.min_speedup)}
+    # the rewrite raised on the scaled-up inputs where the loop did not (out of memory, ...)
+    broke = {k for k, t in timings.items() if t.status == "failed"}
+    slow = {k for k, t in timings.items() if k not in broke and options.min_speedup is not None
+            and not t.passes(options.min_speedup)}
     # the memory gate (the catalogue's Pitfall 4): an intermediate too large for the machine
     big = {k for k, t in timings.items() if k not in slow and options.max_memory is not None
            and t.rewrite_bytes is not None and t.rewrite_bytes > options.max_memory}
-    dropped |= slow | big
+    dropped |= broke | slow | big
     if options.before_write and not options.dry_run:
         options.before_write(tuple(fp.path for fp in plans if any(p.key not in dropped for p in chosen[fp.path])))
 
@@ -398,6 +401,9 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
                 status = REWRITTEN if changed else VERIFIED
             elif status == VERIFIED and p.safety != SAFE and not options.unsafe:
                 message = f"{p.safety}: applied only with --unsafe ({'; '.join(p.assumptions)})"
+            elif status == VERIFIED and p.key in broke:
+                why = timings[p.key].message.splitlines()[0]
+                message = f"verified, but on scaled-up inputs {why}: left as it was"
             elif status == VERIFIED and p.key in slow:
                 message = (f"verified, but {speed_note(timings[p.key])} than the loop: left as it was "
                            f"(--min-speedup {options.min_speedup:g})")
@@ -412,7 +418,7 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
                 if timing.grows_memory():
                     notes.append(memory_note(timing))
                 message = "; ".join([p.message, *notes])
-            elif status in (VERIFIED, REWRITTEN) and p.key not in slow | big:
+            elif status in (VERIFIED, REWRITTEN) and p.key not in broke | slow | big:
                 message = p.message
             findings.append(Finding(
                 p.path, p.line, p.column, p.end_line, p.qualname, p.pattern, status, message,
