@@ -6,12 +6,11 @@ checked on hand-picked ones: cumsum of int32/uint8/bool promotes to int64 (the i
 `max` skips a NaN where cummax would propagate it, and empty and length-1 inputs.
 """
 
-import importlib.util
-import math
 
 import pytest
 import torch
 
+import exactness
 import fixture_cases
 from loopvec.engine import apply_keys, plan_source
 
@@ -36,50 +35,9 @@ def test_leaves_alone(case):
 # --------------------------------------------------------------------------- exactness on chosen inputs
 
 
-def _module(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _pair(case_name):
-    case = next(c for c in PAIRS if c == case_name)
-    return _module(case.path, f"_orig_{case}"), _module(case.expected, f"_new_{case}")
-
-
-def _run(fn, args):
-    args = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
-    try:
-        return "ok", fn(*args), args
-    except Exception as exc:  # the rewrite must fail wherever the loop fails
-        return "raised", type(exc).__name__, args
-
-
-def _same(a, b):
-    assert type(a) is type(b), (a, b)
-    if isinstance(a, torch.Tensor):
-        assert a.dtype == b.dtype and a.shape == b.shape, (a, b)
-        assert torch.allclose(a, b, equal_nan=True) if a.is_floating_point() else torch.equal(a, b), (a, b)
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            _same(x, y)
-    elif isinstance(a, float) and math.isnan(a):
-        assert math.isnan(b)
-    else:
-        assert a == b
-
-
 def agree(case_name, function, *args):
     """The fixture and its expected rewrite return and mutate the same, or both raise."""
-    orig, new = _pair(case_name)
-    a, b = _run(getattr(orig, function), args), _run(getattr(new, function), args)
-    assert a[0] == b[0], f"loop {a[0]} ({a[1] if a[0] == 'raised' else ''}) but rewrite {b[0]} ({b[1]})"
-    if a[0] == "ok":
-        _same(a[1], b[1])
-        _same(a[2], b[2])
-    return a[0]
+    return exactness.agree(PAIRS, case_name, function, *args)
 
 
 NAN = float("nan")
@@ -110,7 +68,7 @@ def test_separate_output_keeps_the_input_dtype(x):
 def test_separate_output_of_an_empty_input():
     # `out[0] = x[0]` raises on an empty x; the rewrite that drops it returns an empty scan
     # (the verifier discards inputs on which the original raises)
-    assert _run(_pair("cumulative_separate_output")[0].prefix_sums, [torch.tensor([])])[0] == "raised"
+    assert exactness.run(exactness.pair(PAIRS, "cumulative_separate_output")[0].prefix_sums, [torch.tensor([])])[0] == "raised"
     assert agree("cumulative_separate_keeps_first", "balance", torch.tensor([]), 1.0) == "raised"
 
 
@@ -169,10 +127,10 @@ def _agree_source(source, function, *args):
     before, after = {}, {}
     exec(compile(source, "before.py", "exec"), before)
     exec(compile(new, "after.py", "exec"), after)
-    a, b = _run(before[function], args), _run(after[function], args)
+    a, b = exactness.run(before[function], args), exactness.run(after[function], args)
     assert a[0] == "ok" == b[0], (a, b)
-    _same(a[1], b[1])
-    _same(a[2], b[2])
+    exactness.same(a[1], b[1])
+    exactness.same(a[2], b[2])
 
 
 def test_torch_alias_and_two_argument_torch_max():

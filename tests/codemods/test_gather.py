@@ -6,12 +6,11 @@ indices, indices out of range (the loop and the rewrite must both raise), intege
 cast into a float allocation -- are checked here on hand-picked inputs.
 """
 
-import importlib.util
-import math
 
 import pytest
 import torch
 
+import exactness
 import fixture_cases
 from loopvec.engine import apply_keys, plan_source
 
@@ -36,50 +35,9 @@ def test_leaves_alone(case):
 # --------------------------------------------------------------------------- exactness off the verifier's path
 
 
-def _module(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _pair(case_name):
-    case = next(c for c in PAIRS if c == case_name)
-    return _module(case.path, f"_orig_{case}"), _module(case.expected, f"_new_{case}")
-
-
-def _run(fn, args):
-    args = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
-    try:
-        return "ok", fn(*args), args
-    except Exception as exc:  # the rewrite must fail wherever the loop fails
-        return "raised", type(exc).__name__, args
-
-
-def _same(a, b):
-    assert type(a) is type(b), (a, b)
-    if isinstance(a, torch.Tensor):
-        assert a.dtype == b.dtype and a.shape == b.shape, (a, b)
-        assert torch.allclose(a, b, equal_nan=True) if a.is_floating_point() else torch.equal(a, b), (a, b)
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            _same(x, y)
-    elif isinstance(a, float) and math.isnan(a):
-        assert math.isnan(b)
-    else:
-        assert a == b
-
-
 def agree(case_name, function, *args):
     """The fixture and its expected rewrite return and mutate the same, or both raise."""
-    orig, new = _pair(case_name)
-    a, b = _run(getattr(orig, function), args), _run(getattr(new, function), args)
-    assert a[0] == b[0], f"loop {a[0]} ({a[1] if a[0] == 'raised' else ''}) but rewrite {b[0]} ({b[1]})"
-    if a[0] == "ok":
-        _same(a[1], b[1])
-        _same(a[2], b[2])
-    return a[0]
+    return exactness.agree(PAIRS, case_name, function, *args)
 
 
 T = torch.tensor
@@ -98,7 +56,7 @@ def test_counts_fail_where_the_loop_fails():
 
 def test_counts_refuse_a_mask_rather_than_count_by_value():
     # a uint8 label indexes as a mask in the loop (adding 1 everywhere); index_add_ raises
-    assert _run(_pair("gather_count_labels")[1].class_counts, [T([0, 1], dtype=torch.uint8)])[0] == "raised"
+    assert exactness.run(exactness.pair(PAIRS, "gather_count_labels")[1].class_counts, [T([0, 1], dtype=torch.uint8)])[0] == "raised"
 
 
 def test_weighted_histogram_sums_repeats_and_wraps_negatives():
@@ -128,7 +86,7 @@ def test_gathered_rows_keep_the_allocation_dtype_and_copy():
     assert agree("gather_enumerate_rows", "lookup_rows", data, T([-1, 0, 4, 4])) == "ok"
     assert agree("gather_index_of_index", "embed", data.double(), T([2, -5, 2])) == "ok"
     assert agree("gather_pick_per_row", "label_logits", data, T([-1, 2, 0])) == "ok"
-    out = _pair("gather_append_stack")[1].select_rows(data, T([1, 1]))
+    out = exactness.pair(PAIRS, "gather_append_stack")[1].select_rows(data, T([1, 1]))
     assert out.data_ptr() != data.data_ptr()
 
 
@@ -166,11 +124,11 @@ def _rewritten_functions(source):
 def _agree_source(source, function, *args):
     """Where the loop runs, the rewrite returns and mutates the same."""
     before, after = _rewritten_functions(source)
-    a, b = _run(before[function], args), _run(after[function], args)
+    a, b = exactness.run(before[function], args), exactness.run(after[function], args)
     assert a[0] == "ok" == b[0], (a, b)
     if a[0] == "ok":
-        _same(a[1], b[1])
-        _same(a[2], b[2])
+        exactness.same(a[1], b[1])
+        exactness.same(a[2], b[2])
 
 
 SCATTER_SUB = """import torch
