@@ -420,9 +420,14 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
                 message = "; ".join([p.message, *notes])
             elif status in (VERIFIED, REWRITTEN) and p.key not in broke | slow | big:
                 message = p.message
+            # a called parameter was replaced by a row-independent stand-in: the proof covers
+            # functions that treat rows independently and have no side effects, no others
+            assumptions = p.assumptions + tuple(
+                f"`{name}` treats each row on its own, without side effects (verified with a stand-in)"
+                for name in (verdict.stand_ins if verdict is not None and verdict.ok else ()))
             findings.append(Finding(
                 p.path, p.line, p.column, p.end_line, p.qualname, p.pattern, status, message,
-                p.diff, p.safety, p.assumptions,
+                p.diff, p.safety, assumptions,
                 counterexample=verdict.counterexample if verdict else None,
                 hint=verdict.hint if verdict else None,
                 speedup=round(timing.speedup, 2) if timing is not None and timing.speedup is not None

@@ -54,3 +54,21 @@ def test_a_verified_rewrite_keeps_its_place():
     (first,) = plan.planned
     verdicts = {first.key: Verdict("verified", "ok", key=first.key)}
     assert runner._fall_back([plan], verdicts, RunOptions(paths=("m.py",)), None) == [plan]
+
+
+CALLS_A_PARAMETER = '''import torch
+
+
+def apply_each(f, X: torch.Tensor) -> torch.Tensor:
+    return torch.stack([f(x) for x in X])
+'''
+
+
+@pytest.mark.slow
+def test_a_proof_with_a_stand_in_is_reported_as_an_assumption(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.py").write_text(CALLS_A_PARAMETER)
+    result = runner.apply(RunOptions(paths=("m.py",), dry_run=True))
+    (finding,) = result.findings
+    assert finding.status == VERIFIED, finding.message
+    assert any("`f` treats each row on its own" in a for a in finding.assumptions), finding.assumptions
