@@ -77,6 +77,7 @@ class Selection:
     loops: int  # loops in the whole file, counted as the loop IR counts them
     imports: tuple[str, ...]  # every import statement of the file, in order (for qualified names)
     names: frozenset[str] = frozenset()  # what the file binds at its top level (builtins it shadows)
+    import_map: tuple[tuple[str, str], ...] = ()  # `imports` resolved: local name -> qualified name
 
 
 # --------------------------------------------------------------------------- the ast test
@@ -418,11 +419,11 @@ def select(source: str) -> Selection | None:
             spans = tuple((f.lineno, f.col_offset, f.end_lineno, _column(lines[f.end_lineno - 1], f.end_col_offset))
                           for f, _ in fors)
             chunks.append(Chunk(_first_line(unit.stmt), unit.stmt.end_lineno, header, spans, wanted))
-    texts: tuple[str, ...] = ()
-    if chunks:
-        import_nodes.sort(key=_pos)
-        texts = tuple(_segment(lines, node) for node in import_nodes)
-    return Selection(tuple(chunks), count, texts, module_level_names(tree) if chunks else frozenset())
+    if not chunks:
+        return Selection((), count, ())
+    import_nodes.sort(key=_pos)
+    texts = tuple(_segment(lines, node) for node in import_nodes)
+    return Selection(tuple(chunks), count, texts, module_level_names(tree), tuple(_imports(import_nodes).items()))
 
 
 def _loop_produces(loop: ast.For | ast.AsyncFor, function: ast.AST, cache: dict, imports: dict,
@@ -596,7 +597,7 @@ def chunk_infos(path: str, source: str, selection: Selection) -> list[ChunkInfo]
     """One `ChunkInfo` per chunk; None when a chunk would not render exactly as the whole
     file does (another default indent or newline), so the caller parses the whole file."""
     lines = split_lines(source)
-    imports = ModuleInfo.imports_of("\n".join(selection.imports) + "\n") if selection.imports else {}
+    imports = dict(selection.import_map)
     indent, newline = _file_format(source)
     text = _Text(source)
     out = []

@@ -125,6 +125,21 @@ def _plan_worker() -> None:
     gc.set_threshold(*_PLAN_GC_THRESHOLD)
 
 
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Stop a planning pool now (Ctrl-C): workers ignore SIGINT, so terminate them, and do
+    not let the exit wait on the queue that fed them (its feeder may be blocked on the pipe
+    of a worker that is gone)."""
+    call_queue = getattr(pool, "_call_queue", None)
+    if call_queue is not None:
+        call_queue.cancel_join_thread()  # before the pool's own thread gets to join it
+    pool.shutdown(wait=False, cancel_futures=True)
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.join(timeout=5)
+
+
 def _size(path: str) -> int:
     try:
         return os.path.getsize(path)
@@ -138,22 +153,22 @@ def plan_all(options: RunOptions, progress: Progress | None = None) -> tuple[lis
     jobs = [(f, options.patterns, options.show_declined, folder) for f in files]
     results: list[FilePlan | FileResult] = []
     if options.jobs > 1 and len(files) > 1:
-        pool = ProcessPoolExecutor(max_workers=options.jobs, initializer=_plan_worker)
         # largest files first, so no worker is left with a long one at the end
         order = sorted(range(len(jobs)), key=lambda k: -_size(jobs[k][0]))
         done: dict[int, FilePlan | FileResult] = {}
+        pool = None
         try:
-            for k, res in zip(order, pool.map(_plan, [jobs[k] for k in order], chunksize=2)):
+            pool = ProcessPoolExecutor(max_workers=options.jobs, initializer=_plan_worker)
+            for k, res in zip(order, pool.map(_plan, [jobs[k] for k in order], chunksize=4)):
                 done[k] = res
                 if progress:
                     progress("scan", len(done), len(jobs))
             results = [done[k] for k in range(len(jobs))]
+            pool.shutdown()
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                proc.terminate()
+            if pool is not None:
+                _stop(pool)
             raise
-        pool.shutdown()
     else:
         with _planning_gc():
             for k, job in enumerate(jobs):

@@ -200,3 +200,16 @@ def test_loop_positions_from_ast_equal_libcst_positions():
                       for n, r in whole.items() if isinstance(n, cst.For))
     got = sorted((r.start.line, r.start.column, r.end.line, r.end.column) for r in fors.values())
     assert got == expected and len(got) == 2
+
+
+def test_the_chunks_import_map_is_the_whole_files():
+    source = ("import torch\nimport torch.nn.functional\nimport numpy as np, math\nfrom torch import stack as st\n"
+              "from . import sibling\nfrom .pkg import thing\nfrom os.path import *\n\n\n"
+              "def f(x):\n    from torch.fft import fft2\n    import torch as th\n    out = []\n    for v in x:\n"
+              "        out.append(fft2(v) + np.pi)\n    return st(out)\n\n\n"
+              "def g():\n    from torch import cat as st\n")
+    selection = prefilter.select(source)
+    assert selection.chunks
+    from loopvec.analysis.module import ModuleInfo
+
+    assert dict(selection.import_map) == ModuleInfo.parse("m.py", source).imports

@@ -318,13 +318,6 @@ class ModuleInfo:
         """Names the whole file binds at its top level (see `_module_level_names`)."""
         return _module_level_names(self.source)
 
-    @staticmethod
-    def imports_of(source: str) -> dict[str, str]:
-        """Every import in `source` (any depth): local name -> qualified name."""
-        collector = _ImportCollector()
-        traverse.visit(cst.parse_module(source), collector)
-        return collector.names
-
     def position(self, node: cst.CSTNode) -> CodeRange:
         return self.positions[node]
 
