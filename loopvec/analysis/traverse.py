@@ -161,8 +161,9 @@ def visit(node: CSTNode, visitor: cst.CSTVisitor) -> None:
         if leaving:
             hooks[1](visitor, current)
             continue
-        push((current, True))
-        if hooks[0](visitor, current) is not False:
+        if hooks[1] is not _none:
+            push((current, True))
+        if hooks[0] is _none or hooks[0](visitor, current) is not False:
             extend([(c, False) for c in reversed(children(current, False))])
 
 
