@@ -18,6 +18,7 @@ from .analysis.loops import Loop, find_loops
 from .analysis.module import ModuleInfo
 from .edits import EditError, apply_edits, function_source
 from .results import CANDIDATE, DECLINED, Finding
+from .guards import length_tier
 from .rewrite import Decline, PatternContext, Rewrite
 
 
@@ -131,7 +132,7 @@ def match_loops(info: ModuleInfo, patterns: list, loops: list[Loop] | None = Non
         for pattern in patterns:
             result = pattern.match(loop, ctx)
             if isinstance(result, Rewrite):
-                rewrites.append(result)
+                rewrites.append(length_tier(result, info))
                 break
             reasons.append(result)
         else:
@@ -221,7 +222,7 @@ def alternative(info: ModuleInfo, patterns: list, rw: Rewrite) -> Rewrite | None
     for pattern in patterns[names.index(rw.pattern) + 1:]:
         result = pattern.match(rw.loop, ctx)
         if isinstance(result, Rewrite):
-            return result
+            return length_tier(result, info)
     return None
 
 

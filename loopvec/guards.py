@@ -10,10 +10,14 @@ statement that stacks its list).
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
+
 import libcst as cst
 
 from .analysis.loops import Finish, Init, Loop
-from .analysis.module import VariableVisitor, code, walk
+from .analysis.module import ModuleInfo, VariableVisitor, code, contains, walk
+from .rewrite import SAFE, UNSAFE, Rewrite
 from .analysis import traverse
 
 
@@ -126,3 +130,78 @@ def adjacent(loop: Loop, finish: Finish) -> bool:
     block = loop.block
     k = loop.block_index + 1
     return 0 < k < len(block) and block[k] is finish.statement
+
+
+# --------------------------------------------------------------------------- the safety tier
+
+_LENGTHS_EQUAL = re.compile(r"len\((\w+)\) == len\((\w+)\)")
+
+
+def length_tier(rw: Rewrite, info: ModuleInfo) -> Rewrite:
+    """`zip(x, y)` and `range(len(x))` reading `y[i]` walk arrays together; the rewrite's
+    whole-array expression assumes they have one length (`len(y) == len(x)`), and the
+    verifier, whose inputs share that length, cannot see the assumption. Where lengths
+    differ the loop stops at the shorter (or raises) while the rewrite raises, or, with a
+    length-1 array, silently broadcasts it to every row. So a safe rewrite with such an
+    assumption stays safe only when the function proves it (declared shapes with one
+    first dimension, or an array allocated from the other's length before the loop);
+    otherwise it is `unsafe`: applied with `--unsafe`, and the report names it."""
+    if rw.safety != SAFE:
+        return rw
+    kept, unproved = [], False
+    for assumption in rw.assumptions:
+        m = _LENGTHS_EQUAL.fullmatch(assumption)
+        if m and lengths_proved(m.group(1), m.group(2), rw.loop.function, rw.loop.node, info):
+            continue  # proved: no longer an assumption
+        kept.append(assumption)
+        unproved = unproved or m is not None
+    return replace(rw, safety=UNSAFE if unproved else SAFE, assumptions=tuple(kept))
+
+
+def lengths_proved(a: str, b: str, function: cst.FunctionDef | None, loop_node: cst.CSTNode,
+                   info: ModuleInfo) -> bool:
+    """`len(a) == len(b)` holds whenever the function reaches the loop."""
+    if function is None:
+        return False
+    from .analysis.facts import Signature
+
+    sig = Signature(info, function)
+    first = [_first_dim(sig.specs.get(name)) for name in (a, b)]
+    if first[0] is not None and first[0] == first[1]:
+        return True  # x=[n, 3] y=[n] in a hint, or jaxtyping "n d" and "n"
+    body = function.body.body if isinstance(function.body, cst.IndentedBlock) else ()
+    for stmt in body:
+        if contains(stmt, loop_node):
+            break
+        small = stmt.body[0] if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 else None
+        if not isinstance(small, cst.Assign) or len(small.targets) != 1 \
+                or not isinstance(small.targets[0].target, cst.Name):
+            continue
+        name, value = small.targets[0].target.value, code(small.value)
+        for made, other in ((a, b), (b, a)):
+            if name == made and _sized_from(value, other):
+                return True
+    return False
+
+
+def _first_dim(spec) -> str | None:
+    from .verify.specs import TensorSpec
+
+    if isinstance(spec, TensorSpec) and spec.dims and isinstance(spec.dims[0], str) \
+            and spec.dims[0] not in ("_", "...") and not spec.dims[0].isdigit():
+        return spec.dims[0]
+    return None
+
+
+def _sized_from(value: str, other: str) -> bool:
+    """`torch.zeros_like(x)`, `x.clone()`, `torch.empty(len(x))`, `torch.zeros(x.shape)`,
+    `x.new_zeros(x.shape[0], 3)`: an array whose first dimension is `other`'s."""
+    o = re.escape(other)
+    return any(re.search(p, value) for p in (
+        rf"^\w+(\.\w+)*\.(zeros|ones|empty|full|rand|randn|randint)_like\(\s*{o}\s*[,)]",
+        rf"^{o}\.(clone|detach|to|float|double|half|int|long|bool|contiguous)\(",
+        rf"^\w+(\.\w+)*\.(zeros|ones|empty|full|rand|randn|tensor)\(\s*\(?\s*len\({o}\)",
+        rf"^\w+(\.\w+)*\.(zeros|ones|empty|full|rand|randn)\(\s*\(?\s*{o}\.(shape|size\(\))(\[0\]|\)|,|\s*$)",
+        rf"^\w+(\.\w+)*\.(zeros|ones|empty|full|rand|randn)\(\s*\(?\s*{o}\.(shape\[0\]|size\(0\))",
+        rf"^\w+\.new_(zeros|ones|empty|full)\(\s*\(?\s*(len\({o}\)|{o}\.shape\[0\]|{o}\.size\(0\)|{o}\.shape\b)",
+    ))

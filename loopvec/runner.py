@@ -412,10 +412,17 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
         for p in fp.planned:
             status, message = _status(p, verdicts.get(p.key))
             verdict = verdicts.get(p.key)
+            timing = timings.get(p.key)
             if status == VERIFIED and p.key in keys:
                 status = REWRITTEN if changed else VERIFIED
+                notes = []
+                if timing is not None and options.min_speedup is not None:
+                    notes.append(speed_note(timing))
+                if timing is not None and timing.grows_memory():
+                    notes.append(memory_note(timing))
+                message = "; ".join([p.message, *notes])
             elif status == VERIFIED and p.safety != SAFE and not options.unsafe:
-                message = f"{p.safety}: applied only with --unsafe ({'; '.join(p.assumptions)})"
+                message = f"{p.message}; {p.safety}: written only with --unsafe (the verifier cannot check what it assumes)"
             elif status == VERIFIED and p.key in broke:
                 why = timings[p.key].message.splitlines()[0]
                 message = f"verified, but on scaled-up inputs {why}: left as it was"
@@ -427,13 +434,7 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
                            f"{human_bytes(options.max_memory)}: left as it was")
             elif status == VERIFIED and p.key in dropped:
                 message = "verified alone, but not together with another rewrite in the same function"
-            timing = timings.get(p.key)
-            if status in (VERIFIED, REWRITTEN) and p.key in keys and timing is not None:
-                notes = [speed_note(timing)] if options.min_speedup is not None else []
-                if timing.grows_memory():
-                    notes.append(memory_note(timing))
-                message = "; ".join([p.message, *notes])
-            elif status in (VERIFIED, REWRITTEN) and p.key not in broke | slow | big:
+            elif status == VERIFIED:
                 message = p.message
             # a called parameter was replaced by a row-independent stand-in: the proof covers
             # functions that treat rows independently and have no side effects, no others
