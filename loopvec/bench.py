@@ -438,14 +438,18 @@ def _choose_sizes(plan, req: BenchRequest, run_ref, device: str, signature):
     low = max([d.low for d in free], default=1)
     s = max(8, low)
     best = None
+    nonnegative = False  # integer tensors in [-100, 100]; [0, 100] once the original raised on those
     while True:
         sizes = {**fixed, **{d.name: s for d in free}}
         for v in getattr(plan, "variadics", ()):
             sizes[v.name] = ()
-        inputs, shapes = _inputs(plan, sizes, device, signature)
+        inputs, shapes = _inputs(plan, sizes, device, signature, nonnegative)
         try:
             took = _call(run_ref, inputs, device)
         except Exception as exc:
+            if best is None and not nonnegative:
+                nonnegative = True  # `out[segment[i]] += ...`: integers used as indices
+                continue
             if best is None:
                 raise _NotMeasured(f"the original raised on scaled-up inputs ({shapes}): "
                                    f"{type(exc).__name__}: {exc}") from None
@@ -458,8 +462,9 @@ def _choose_sizes(plan, req: BenchRequest, run_ref, device: str, signature):
     return best
 
 
-def _inputs(plan, sizes: dict, device: str, signature) -> tuple[tuple[tuple, dict], str]:
-    """(args, kwargs) for the plan at these sizes, and their shapes as text."""
+def _inputs(plan, sizes: dict, device: str, signature, nonnegative: bool = False) -> tuple[tuple[tuple, dict], str]:
+    """(args, kwargs) for the plan at these sizes, and their shapes as text; integer
+    tensors hold values in [-100, 100], or [0, 100] when `nonnegative`."""
     import torch
 
     from .verify.plan import DefaultArg, EitherArg, ListArg, ScalarArg, TensorArg, TupleArg
@@ -493,7 +498,7 @@ def _inputs(plan, sizes: dict, device: str, signature) -> tuple[tuple[tuple, dic
             elif kind.is_floating_point or kind.is_complex:
                 t = torch.randn(shape, generator=gen, dtype=torch.float64).to(kind)
             else:
-                lo, hi = (0, 256) if kind == torch.uint8 else (-100, 101)
+                lo, hi = (0, 256) if kind == torch.uint8 else (0 if nonnegative else -100, 101)
                 t = torch.randint(lo, hi, shape, generator=gen, dtype=kind)
             return t.to(device)
         if isinstance(arg, ScalarArg):

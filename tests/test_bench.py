@@ -205,3 +205,16 @@ def test_a_rewrite_over_max_memory_is_left_as_it_was(module):
 def test_max_memory_on_the_command_line_must_be_a_size(module):
     result = CliRunner().invoke(app, ["apply", "loops.py", "--max-memory", "lots"])
     assert result.exit_code == 2 and "--max-memory" in result.output and "cannot read size" in result.output
+
+
+def test_integer_inputs_can_be_drawn_nonnegative_for_loops_that_index_with_them():
+    import inspect
+
+    plan = Plan(args=(("segment", TensorArg(("n",), ("int64",))),), dims=(Dim("n", 0, 8),))
+
+    def f(segment):
+        pass
+
+    (signed,), _ = B._inputs(plan, {"n": 1000}, "cpu", inspect.signature(f))[0]
+    (unsigned,), _ = B._inputs(plan, {"n": 1000}, "cpu", inspect.signature(f), nonnegative=True)[0]
+    assert int(signed.min()) < 0 <= int(unsigned.min()) and int(unsigned.max()) <= 100
