@@ -16,7 +16,7 @@ from dataclasses import replace
 import libcst as cst
 
 from .analysis.loops import Finish, Init, Loop
-from .analysis.module import ModuleInfo, VariableVisitor, code, contains, walk
+from .analysis.module import ModuleInfo, VariableVisitor, bound_names, code, contains, walk
 from .rewrite import SAFE, UNSAFE, Rewrite
 from .analysis import traverse
 
@@ -170,18 +170,20 @@ def lengths_proved(a: str, b: str, function: cst.FunctionDef | None, loop_node: 
     if first[0] is not None and first[0] == first[1]:
         return True  # x=[n, 3] y=[n] in a hint, or jaxtyping "n d" and "n"
     body = function.body.body if isinstance(function.body, cst.IndentedBlock) else ()
-    for stmt in body:
+    proved_at = None  # the statement that sizes one from the other, if neither is rebound after it
+    for k, stmt in enumerate(body):
         if contains(stmt, loop_node):
             break
+        if proved_at is not None and {a, b} & bound_names(stmt):
+            proved_at = None  # `x = x[1:]` after `w = torch.ones(len(x))`
         small = stmt.body[0] if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 else None
         if not isinstance(small, cst.Assign) or len(small.targets) != 1 \
                 or not isinstance(small.targets[0].target, cst.Name):
             continue
         name, value = small.targets[0].target.value, code(small.value)
-        for made, other in ((a, b), (b, a)):
-            if name == made and _sized_from(value, other):
-                return True
-    return False
+        if any(name == made and _sized_from(value, other) for made, other in ((a, b), (b, a))):
+            proved_at = k
+    return proved_at is not None
 
 
 def _first_dim(spec) -> str | None:

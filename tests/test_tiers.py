@@ -66,3 +66,18 @@ def scaled(x):
     # the same loop with `w` a parameter: nothing ties its length to x's
     unproved = _only(source.replace("    w = torch.ones(len(x))\n", "").replace("def scaled(x):", "def scaled(x, w):"))
     assert unproved.safety == UNSAFE
+
+
+def test_a_proof_undone_by_rebinding_before_the_loop_does_not_count():
+    source = '''import torch
+
+
+def scaled(x):
+    w = torch.ones(len(x))
+    x = x[1:]
+    out = torch.zeros_like(x)
+    for i in range(len(x)):
+        out[i] = x[i] * w[i]
+    return out
+'''
+    assert _only(source).safety == UNSAFE
