@@ -106,11 +106,15 @@ def _plan_text(shown: str, text: str, patterns: tuple[str, ...], show_declined: 
 _PLAN_GC_THRESHOLD = (10_000, 10, 100)
 
 
+def _tune_gc() -> None:
+    gc.freeze()  # the imported modules: never garbage
+    gc.set_threshold(*_PLAN_GC_THRESHOLD)
+
+
 @contextmanager
 def _planning_gc():
     old = gc.get_threshold()
-    gc.freeze()  # the imported modules: never garbage
-    gc.set_threshold(*_PLAN_GC_THRESHOLD)
+    _tune_gc()
     try:
         yield
     finally:
@@ -121,8 +125,7 @@ def _planning_gc():
 def _plan_worker() -> None:
     # workers ignore Ctrl-C: the parent stops them, so a keypress prints one line, not a traceback per worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    gc.freeze()
-    gc.set_threshold(*_PLAN_GC_THRESHOLD)
+    _tune_gc()
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
@@ -237,11 +240,13 @@ def _verify(cands: list[Candidate], settings: VerifySettings, cached: cache.Verd
 
 def _fall_back(plans: list[FilePlan], verdicts: dict[str, Verdict], options: RunOptions,
                cached: cache.Verdicts | None) -> list[FilePlan]:
-    """A candidate the verifier refuted or could not run: the next pattern's rewrite of the
-    same loop (`Planned.alternative`) takes its place if that one verifies."""
+    """A candidate the verifier refuted: the next pattern's rewrite of the same loop
+    (`Planned.alternative`) takes its place if that one verifies. (One it could not run at
+    all -- a module that does not import, inputs it cannot build -- has an alternative
+    that fares no better.)"""
     retry = [p for fp in plans for p in fp.planned
              if p.alternative is not None and p.qualname and (options.only is None or p.key in options.only)
-             and _status(p, verdicts.get(p.key))[0] in (FAILED, UNVERIFIABLE)]
+             and _status(p, verdicts.get(p.key))[0] == FAILED]
     if not retry:
         return plans
     alts = {p.key: p.alternative for p in retry}
@@ -253,8 +258,7 @@ def _fall_back(plans: list[FilePlan], verdicts: dict[str, Verdict], options: Run
         for p in fp.planned:
             alt = alts.get(p.key)
             if alt is not None and _status(alt, verdicts.get(alt.key))[0] == VERIFIED:
-                word = "was refuted" if _status(p, verdicts.get(p.key))[0] == FAILED else "could not be verified"
-                p = replace(alt, message=f"{alt.message} (the {p.pattern} rewrite {word}: "
+                p = replace(alt, message=f"{alt.message} (the {p.pattern} rewrite was refuted: "
                                          f"{_status(p, verdicts.get(p.key))[1]})")
             planned.append(p)
         out.append(replace(fp, planned=tuple(planned)))
