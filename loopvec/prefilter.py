@@ -15,6 +15,8 @@ only loops the IR records inside a function -- `for` statements and comprehensio
   * walks something other than `range/enumerate/zip(...)`, a name, an attribute or a
     subscript (`for k, v in d.items()`: no Domain);
   * returns, raises, yields or awaits in its body;
+  * has `while`, `try`, `with` or `for ... else`, a `break` other than a flag's (`if c:
+    found = True; break`), or a `continue` in a loop that appends nothing;
   * has a side effect the IR records (print, `obj.attr = ...`, `.add/.update/...`, in-place
     `x.add_()`, `del`, a nested def) -- except `hoist_transfer`, which keeps such a loop
     when it moves a loop element with `.to/.cuda/.cpu` (`x.cuda()`, `data[i].to(dev)`);
