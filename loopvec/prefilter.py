@@ -514,6 +514,11 @@ class ChunkInfo(ModuleInfo):
     def module_level_names(self) -> frozenset[str]:
         return self.names  # from the prefilter's parse of the whole file
 
+    def local_text(self) -> str:
+        if "_text" not in self.__dict__:
+            self.__dict__["_text"] = chunk_source(self.lines, self.chunk)
+        return self.__dict__["_text"]
+
     def position(self, node) -> CodeRange:
         r = self.positions.get(node)
         if r is None:

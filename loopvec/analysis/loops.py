@@ -12,6 +12,7 @@ Comprehensions fed to `torch.tensor/stack/cat` are loops too (kind "comprehensio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import libcst as cst
 
@@ -495,8 +496,14 @@ class _FunctionFrame:
     node: cst.FunctionDef
     qualname: str
     params: set[str]
-    lengths: dict[str, str]
+    info: ModuleInfo = field(repr=False)
     block_depth: int  # blocks outside the function are not scanned for later uses
+
+    @cached_property
+    def lengths(self) -> dict[str, str]:
+        """`_lengths_in` the function's body, read when one of its loops needs it."""
+        body = tuple(self.node.body.body) if isinstance(self.node.body, cst.IndentedBlock) else ()
+        return _lengths_in(body, self.info)
 
 
 def _lengths_in(body: tuple, info: ModuleInfo) -> dict[str, str]:
@@ -556,8 +563,7 @@ class _LoopFinder(cst.CSTVisitor):
         qual = f"{prefix}.{node.name.value}" if prefix else node.name.value
         if self.frames:  # nested function: not importable by name
             qual = f"{self.frames[-1].qualname}.<locals>.{node.name.value}"
-        body = tuple(node.body.body) if isinstance(node.body, cst.IndentedBlock) else ()
-        self.frames.append(_FunctionFrame(node, qual, params, _lengths_in(body, self.info), len(self.blocks)))
+        self.frames.append(_FunctionFrame(node, qual, params, self.info, len(self.blocks)))
 
     def leave_FunctionDef(self, node) -> None:
         self.frames.pop()

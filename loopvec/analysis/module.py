@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import builtins
 import itertools
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -259,6 +260,18 @@ class _LocalShadows(cst.CSTVisitor):
     def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
         self.stack.pop()
 
+    def visit_Lambda(self, node: cst.Lambda) -> None:
+        # `lambda max: max(x)` calls its argument
+        params = node.params
+        names = {p.name.value for p in (*params.posonly_params, *params.params, *params.kwonly_params)}
+        for star in (params.star_arg, params.star_kwarg):
+            if isinstance(star, cst.Param):
+                names.add(star.name.value)
+        self.stack.append((self.stack[-1] if self.stack else frozenset()) | names)
+
+    def leave_Lambda(self, original_node: cst.Lambda) -> None:
+        self.stack.pop()
+
     def visit_Call(self, node: cst.Call) -> None:
         func = node.func
         if self.stack and isinstance(func, cst.Name) and func.value in _BUILTINS:
@@ -341,6 +354,8 @@ class ModuleInfo:
         name = node.value
         if name not in _BUILTINS or name in self.imports or name in self.module_level_names():
             return None
+        if not self._may_rebind(name):
+            return name
         if "_shadows" not in self.__dict__:
             v = _LocalShadows()
             traverse.visit(self.module, v)
@@ -348,6 +363,20 @@ class ModuleInfo:
         if name in self.__dict__["_shadows"].get(id(node), ()):
             return None
         return name
+
+    def local_text(self) -> str:
+        """The text `module` was parsed from."""
+        return self.source
+
+    def _may_rebind(self, name: str) -> bool:
+        """Whether the text could bind `name` anywhere: somewhere it is not just called
+        (`len(x)`), or a `def`/`class` of that name. False spares the scope analysis of
+        the whole module, which most builtin calls (`len`, `range`) never need."""
+        seen = self.__dict__.setdefault("_rebinds", {})
+        if name not in seen:
+            pattern = rf"\b{re.escape(name)}\b(?!\s*\()|\b(?:def|class)\s+{re.escape(name)}\b"
+            seen[name] = re.search(pattern, self.local_text()) is not None
+        return seen[name]
 
     def alias_for(self, qualified: str) -> str | None:
         """The local spelling of a module (`th` for `torch`), if the module imports it."""

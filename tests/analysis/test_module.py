@@ -61,3 +61,20 @@ def test_fresh_name():
                                          ("x", None), ("1j", None)])
 def test_number_value(text, value):
     assert number_value(cst.parse_expression(text)) == value
+
+
+def test_builtin_names_with_and_without_a_local_binding_in_the_text():
+    import libcst as cst
+
+    from loopvec.analysis import traverse
+    from loopvec.analysis.module import ModuleInfo
+
+    source = ("def f(xs):\n    return sorted(xs, key=len) + [len(x) for x in xs]\n\n\n"
+              "def g(ys, sum=None):\n    def abs(v):\n        return v\n    return sum(ys) + abs(ys) + min(ys)\n\n\n"
+              "def h(zs):\n    return list(map(lambda max: max(zs), zs))\n")
+    info = ModuleInfo.parse("m.py", source)
+    calls = {(n.func.value, info.position(n).start.line): info.builtin_name(n.func)
+             for n in traverse.walk(info.module) if isinstance(n, cst.Call) and isinstance(n.func, cst.Name)}
+    assert calls[("len", 2)] == "len" and calls[("sorted", 2)] == "sorted"
+    assert calls[("sum", 8)] is None and calls[("abs", 8)] is None and calls[("min", 8)] == "min"
+    assert calls[("max", 12)] is None and calls[("map", 12)] == "map"
