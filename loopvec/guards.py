@@ -16,7 +16,7 @@ from dataclasses import replace
 import libcst as cst
 
 from .analysis.loops import Finish, Init, Loop
-from .analysis.module import ModuleInfo, VariableVisitor, bound_names, code, contains, walk
+from .analysis.module import ModuleInfo, VariableVisitor, bound_names, code, top_statement_index, walk
 from .rewrite import SAFE, UNSAFE, Rewrite
 from .analysis import traverse
 
@@ -171,8 +171,9 @@ def lengths_proved(a: str, b: str, function: cst.FunctionDef | None, loop_node: 
         return True  # x=[n, 3] y=[n] in a hint, or jaxtyping "n d" and "n"
     body = function.body.body if isinstance(function.body, cst.IndentedBlock) else ()
     proved_at = None  # the statement that sizes one from the other, if neither is rebound after it
+    stop = top_statement_index(function, loop_node)
     for k, stmt in enumerate(body):
-        if contains(stmt, loop_node):
+        if k == stop:
             break
         if proved_at is not None and {a, b} & bound_names(stmt):
             proved_at = None  # `x = x[1:]` after `w = torch.ones(len(x))`

@@ -30,7 +30,8 @@ from loopvec.verify.specs import ListSpec, ScalarSpec, Spec, SpecError, TensorSp
     parse_hint_comment, parse_spec
 
 from ..dtypes import CAST_METHODS, FLOATING_DTYPES, KEEP_FUNCTIONS, TORCH_DTYPES
-from .module import ModuleInfo, bound_names, code, contains, dotted, names_in, number_value, parameters
+from .module import (ModuleInfo, bound_names, code, contains, dotted, names_in, number_value, parameters,
+                     top_statement_index)
 from . import traverse
 
 if TYPE_CHECKING:
@@ -298,6 +299,20 @@ def sequence_problem(function: cst.FunctionDef | None, names, info: ModuleInfo) 
         if p.name.value in names and p.default is not None and sequence_value(p.default, info):
             return f"`{p.name.value}` defaults to a Python sequence, not a tensor"
 
+    found = [name for name in _sequence_assigned(function, info) if name in names]
+    if found:
+        return f"`{found[0]}` is a Python sequence, not a tensor"
+    return None
+
+
+_SEQUENCE_LAST: list = [None, None, ()]  # (function, info, names): each loop of a function asks in turn
+
+
+def _sequence_assigned(function: cst.FunctionDef, info: ModuleInfo) -> tuple[str, ...]:
+    """The names the function (not its nested functions) assigns a Python sequence, in order."""
+    last, last_info, names = _SEQUENCE_LAST
+    if last is function and last_info is info:
+        return names
     found: list[str] = []
 
     class _Assigns(cst.CSTVisitor):
@@ -305,14 +320,13 @@ def sequence_problem(function: cst.FunctionDef | None, names, info: ModuleInfo) 
             return node is function
 
         def visit_Assign(self, node: cst.Assign) -> None:
-            for t in node.targets:
-                if isinstance(t.target, cst.Name) and t.target.value in names and sequence_value(node.value, info):
-                    found.append(t.target.value)
+            targets = [t.target.value for t in node.targets if isinstance(t.target, cst.Name)]
+            if targets and sequence_value(node.value, info):
+                found.extend(targets)
 
     traverse.visit(function, _Assigns())
-    if found:
-        return f"`{found[0]}` is a Python sequence, not a tensor"
-    return None
+    _SEQUENCE_LAST[:] = [function, info, tuple(found)]
+    return tuple(found)
 
 
 def python_lists(loop: Loop, info: ModuleInfo) -> list[str]:
@@ -395,9 +409,11 @@ def _path_to(function: cst.FunctionDef, target: cst.CSTNode) -> list[tuple[tuple
     path: list[tuple[tuple, int]] = []
     body = function.body
     block = tuple(body.body) if isinstance(body, cst.IndentedBlock) else ()
+    top = top_statement_index(function, target)  # the first step without walking the statements
     while True:
         for k, stmt in enumerate(block):
-            if contains(stmt, target):
+            if (k == top) if top is not None else contains(stmt, target):
+                top = None
                 path.append((block, k))
                 if stmt is target or isinstance(stmt, cst.SimpleStatementLine):
                     return path

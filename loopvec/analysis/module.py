@@ -126,6 +126,23 @@ def fresh_name(bases: str | tuple[str, ...], taken: set[str], first: int = 1, se
     raise AssertionError("unreachable")
 
 
+_TOP_LAST: list = [None, {}]  # (function, id(node) -> index of its top-level statement)
+
+
+def top_statement_index(function: cst.FunctionDef, target: cst.CSTNode) -> int | None:
+    """The index in `function.body` of the statement holding `target` (None: not in it).
+    One walk of the function answers every node of it: the loops of one function ask in turn."""
+    last, index = _TOP_LAST
+    if last is not function:
+        index = {}
+        body = function.body.body if isinstance(function.body, cst.IndentedBlock) else ()
+        for k, stmt in enumerate(body):
+            for node in traverse.walk(stmt):
+                index[id(node)] = k
+        _TOP_LAST[:] = [function, index]
+    return index.get(id(target))
+
+
 def contains(node: cst.CSTNode, target: cst.CSTNode) -> bool:
     """`target` is `node` or one of its descendants (by identity)."""
     return any(n is target for n in traverse.walk(node))

@@ -30,7 +30,7 @@ import libcst as cst
 
 from .domain import DomainError, build_domain
 from .loops import Init, Loop, flatten_subscript, names_in
-from .module import ModuleInfo, code, contains, dotted
+from .module import ModuleInfo, code, dotted, top_statement_index
 from . import traverse
 
 
@@ -373,8 +373,9 @@ def size_names(function: cst.FunctionDef | None, info: ModuleInfo, before: cst.C
         root = base.split(".")[0]
         return counter.count.get(root, 0) == 0 or (counter.count.get(root) == 1 and bound_at.get(root, k) < k)
 
+    stop = top_statement_index(function, before) if before is not None else None
     for k, stmt in enumerate(function.body.body):
-        if before is not None and contains(stmt, before):
+        if k == stop:
             break  # statements from the loop's on may run after it
         if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
             continue
