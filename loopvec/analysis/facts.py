@@ -33,6 +33,7 @@ from ..dtypes import CAST_METHODS, FLOATING_DTYPES, KEEP_FUNCTIONS, TORCH_DTYPES
 from .module import (ModuleInfo, bound_names, code, contains, dotted, names_in, number_value, parameters,
                      top_statement_index)
 from . import traverse
+from .memo import per_node
 
 if TYPE_CHECKING:
     from .loops import Loop
@@ -299,33 +300,28 @@ def sequence_problem(function: cst.FunctionDef | None, names, info: ModuleInfo) 
         if p.name.value in names and p.default is not None and sequence_value(p.default, info):
             return f"`{p.name.value}` defaults to a Python sequence, not a tensor"
 
-    found = [name for name in _sequence_assigned(function, info) if name in names]
-    if found:
-        return f"`{found[0]}` is a Python sequence, not a tensor"
+    for targets, value in _name_assigns(function):
+        hit = [t for t in targets if t in names]
+        if hit and sequence_value(value, info):
+            return f"`{hit[0]}` is a Python sequence, not a tensor"
     return None
 
 
-_SEQUENCE_LAST: list = [None, None, ()]  # (function, info, names): each loop of a function asks in turn
-
-
-def _sequence_assigned(function: cst.FunctionDef, info: ModuleInfo) -> tuple[str, ...]:
-    """The names the function (not its nested functions) assigns a Python sequence, in order."""
-    last, last_info, names = _SEQUENCE_LAST
-    if last is function and last_info is info:
-        return names
-    found: list[str] = []
+@per_node
+def _name_assigns(function: cst.FunctionDef) -> tuple[tuple[tuple[str, ...], cst.BaseExpression], ...]:
+    """`(names, value)` of each `name = value` in the function (not its nested functions), in order."""
+    found: list[tuple[tuple[str, ...], cst.BaseExpression]] = []
 
     class _Assigns(cst.CSTVisitor):
         def visit_FunctionDef(self, node) -> bool:
             return node is function
 
         def visit_Assign(self, node: cst.Assign) -> None:
-            targets = [t.target.value for t in node.targets if isinstance(t.target, cst.Name)]
-            if targets and sequence_value(node.value, info):
-                found.extend(targets)
+            targets = tuple(t.target.value for t in node.targets if isinstance(t.target, cst.Name))
+            if targets:
+                found.append((targets, node.value))
 
     traverse.visit(function, _Assigns())
-    _SEQUENCE_LAST[:] = [function, info, tuple(found)]
     return tuple(found)
 
 

@@ -17,6 +17,7 @@ from functools import lru_cache
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 from . import traverse
+from .memo import per_node
 
 _EMPTY = cst.Module(body=[])
 
@@ -102,14 +103,12 @@ def used_names(function: cst.FunctionDef) -> set[str]:
     """Every name spelled anywhere in a function: parameters, its own name, locals, the
     globals it reads, attribute and keyword names, nested functions and lambdas. A new
     local named otherwise shadows nothing (a closure may read a global `keep`)."""
-    last, names = _USED_LAST
-    if last is not function:
-        names = frozenset(n.value for n in walk(function) if isinstance(n, cst.Name))
-        _USED_LAST[:] = [function, names]
-    return set(names)
+    return set(_spelled(function))
 
 
-_USED_LAST: list = [None, frozenset()]  # several loops of one function ask in turn
+@per_node
+def _spelled(function: cst.FunctionDef) -> frozenset[str]:
+    return frozenset(n.value for n in walk(function) if isinstance(n, cst.Name))
 
 
 def fresh_name(bases: str | tuple[str, ...], taken: set[str], first: int = 1, sep: str = "_") -> str:
@@ -126,21 +125,20 @@ def fresh_name(bases: str | tuple[str, ...], taken: set[str], first: int = 1, se
     raise AssertionError("unreachable")
 
 
-_TOP_LAST: list = [None, {}]  # (function, id(node) -> index of its top-level statement)
-
-
 def top_statement_index(function: cst.FunctionDef, target: cst.CSTNode) -> int | None:
     """The index in `function.body` of the statement holding `target` (None: not in it).
     One walk of the function answers every node of it: the loops of one function ask in turn."""
-    last, index = _TOP_LAST
-    if last is not function:
-        index = {}
-        body = function.body.body if isinstance(function.body, cst.IndentedBlock) else ()
-        for k, stmt in enumerate(body):
-            for node in traverse.walk(stmt):
-                index[id(node)] = k
-        _TOP_LAST[:] = [function, index]
-    return index.get(id(target))
+    return _statement_index(function).get(id(target))
+
+
+@per_node
+def _statement_index(function: cst.FunctionDef) -> dict[int, int]:
+    index: dict[int, int] = {}
+    body = function.body.body if isinstance(function.body, cst.IndentedBlock) else ()
+    for k, stmt in enumerate(body):
+        for node in traverse.walk(stmt):
+            index[id(node)] = k
+    return index
 
 
 def contains(node: cst.CSTNode, target: cst.CSTNode) -> bool:

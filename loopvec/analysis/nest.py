@@ -32,6 +32,7 @@ from .domain import DomainError, build_domain
 from .loops import Init, Loop, flatten_subscript, names_in
 from .module import ModuleInfo, code, dotted, top_statement_index
 from . import traverse
+from .memo import per_node
 
 
 class NestError(Exception):
@@ -353,6 +354,13 @@ class _Bindings(cst.CSTVisitor):
         self._bind(node.target)
 
 
+@per_node
+def _binding_counts(function: cst.FunctionDef) -> _Bindings:
+    counter = _Bindings()
+    traverse.visit(function.body, counter)
+    return counter
+
+
 def size_names(function: cst.FunctionDef | None, info: ModuleInfo, before: cst.CSTNode | None = None
                ) -> dict[str, tuple[tuple[str, int], ...]]:
     """Names bound once, at the top of the function (before the statement that holds the
@@ -364,8 +372,7 @@ def size_names(function: cst.FunctionDef | None, info: ModuleInfo, before: cst.C
     """
     if function is None or not isinstance(function.body, cst.IndentedBlock):
         return {}
-    counter = _Bindings()
-    traverse.visit(function.body, counter)
+    counter = _binding_counts(function)
     out: dict[str, tuple[tuple[str, int], ...]] = {}
     bound_at: dict[str, int] = {}  # top-level statement that binds a name (when it is bound once)
 
