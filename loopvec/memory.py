@@ -9,9 +9,10 @@ little time. `estimate` compares the original and the rewrite and writes the one
 message; `chunked` turns a vectorized expression into a loop over chunks of its leading
 dimension — a rewrite whose memory is bounded by the chunk size.
 
-The runner calls `estimate` where the verified inputs live (the verifier's or speed
-gate's worker), with `walked_axes(loop)` computed from the loop IR in the parent.
-Nothing here prints.
+`apply --max-memory` (`max_memory_option`, default `default_limit`) is enforced from the
+speed gate's measurement (`loopvec.bench`: the peak tensor storage of each side at the
+gate's scaled-up sizes, on real tensors); `estimate` and `chunked` are not used by the
+runner yet -- a rewrite over the limit is left as it was, not chunked. Nothing here prints.
 """
 
 from __future__ import annotations
