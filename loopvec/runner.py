@@ -9,6 +9,7 @@ file that has not changed since it was read.
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import os
 import signal
 import tempfile
@@ -132,11 +133,14 @@ def _stop(pool: ProcessPoolExecutor) -> None:
     """Stop a planning pool now (Ctrl-C): workers ignore SIGINT, so terminate them, and do
     not let the exit wait on the queue that fed them (its feeder may be blocked on the pipe
     of a worker that is gone)."""
+    # shutdown() forgets the pool's processes: take them first, with any child forked but
+    # not yet registered when the interrupt came
+    procs = {id(p): p for p in [*(getattr(pool, "_processes", None) or {}).values(),
+                                *multiprocessing.active_children()]}.values()
     call_queue = getattr(pool, "_call_queue", None)
     if call_queue is not None:
         call_queue.cancel_join_thread()  # before the pool's own thread gets to join it
     pool.shutdown(wait=False, cancel_futures=True)
-    procs = list((getattr(pool, "_processes", None) or {}).values())
     for proc in procs:
         proc.terminate()
     for proc in procs:
