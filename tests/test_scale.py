@@ -52,8 +52,11 @@ def test_ctrl_c_stops_a_parallel_scan_with_one_line(tmp_path):
     for k in range(400):
         (tree / f"m{k}.py").write_text(LOOP.format(k=k) + filler)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # a terminal's Ctrl-C: SIGINT at its default even when this run inherited it ignored
+    # (a shell starts background jobs that way, and Python then installs no handler)
     proc = subprocess.Popen([sys.executable, "-m", "loopvec.cli", "scan", "--no-cache", "--jobs", "2", str(tree)],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(3)
     if proc.poll() is not None:
         pytest.skip("the scan finished before it could be interrupted")
