@@ -45,6 +45,25 @@ class NestDecline(Exception):
     """A pattern-level reason to decline, raised deep in emission and caught in `match`."""
 
 
+class NestPattern:
+    """A pattern over a loop nest: `match` builds the nest (or declines with why it is not
+    one) and hands it to `_match`; a `NestDecline` raised deep in emission is the decline."""
+
+    NAME = ""
+
+    def match(self, loop: Loop, ctx: PatternContext) -> Rewrite | Decline:
+        nest = nest_for(loop, ctx, self.NAME)
+        if isinstance(nest, Decline):
+            return nest
+        try:
+            return self._match(nest, ctx)
+        except NestDecline as exc:
+            return Decline(self.NAME, str(exc))
+
+    def _match(self, nest: Nest, ctx: PatternContext) -> Rewrite | Decline:
+        raise NotImplementedError
+
+
 def nest_for(loop: Loop, ctx: PatternContext, pattern: str) -> Nest | Decline:
     try:
         nest = build_nest(loop, ctx.info)

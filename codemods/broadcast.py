@@ -3,17 +3,16 @@ the summed indices)."""
 
 from __future__ import annotations
 
-from loopvec.analysis.loops import Loop
 from loopvec.analysis.nest import Nest
 from loopvec.lift import as_operand
 from loopvec.rewrite import SAFE, Decline, PatternContext, Rewrite
 
-from ._nest_common import (NestDecline, OutputPlan, Value, aligned, check_invariants, finish_value,
-                           force_scalar_elements, lift_elementwise, nest_for, ranks_for, require_ranks, rewrite,
-                           scalar_result, trailing_dims)
+from ._nest_common import (NestPattern, OutputPlan, Value, aligned, check_invariants, finish_value,
+                           force_scalar_elements, lift_elementwise, ranks_for, require_ranks, rewrite, scalar_result,
+                           trailing_dims)
 
 
-class Broadcast:
+class Broadcast(NestPattern):
     """Elementwise bodies over several indices (the catalogue's Pattern 6).
 
     What it rewrites:
@@ -56,15 +55,6 @@ class Broadcast:
     DESCRIPTION = "elementwise bodies over several indices (outer products, pairwise distances) -> broadcasting"
     SAFETY = SAFE
     ORDER = 36
-
-    def match(self, loop: Loop, ctx: PatternContext) -> Rewrite | Decline:
-        nest = nest_for(loop, ctx, self.NAME)
-        if isinstance(nest, Decline):
-            return nest
-        try:
-            return self._match(nest, ctx)
-        except NestDecline as exc:
-            return Decline(self.NAME, str(exc))
 
     def _match(self, nest: Nest, ctx: PatternContext) -> Rewrite | Decline:
         # out[i, j] = i * n + j: the index as a number would need an arange per dim

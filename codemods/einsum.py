@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from loopvec.analysis.loops import Loop
 from loopvec.analysis.module import code
 from loopvec.analysis.nest import Nest
 from loopvec.rewrite import SAFE, Decline, PatternContext, Rewrite
 
-from ._nest_common import (NestDecline, OutputPlan, Value, cast, einsum_spec, factors, finish_value,
-                           force_scalar_elements, is_int_dtype, nest_for, number, ranks_for, rewrite, scalar_result)
+from ._nest_common import (NestPattern, OutputPlan, Value, cast, einsum_spec, factors, finish_value,
+                           force_scalar_elements, is_int_dtype, number, ranks_for, rewrite, scalar_result)
 
 
-class Einsum:
+class Einsum(NestPattern):
     """Sums of products over index sets (the catalogue's "Einstein Summation").
 
     What it rewrites:
@@ -52,15 +51,6 @@ class Einsum:
     DESCRIPTION = "sums of products over nested index loops -> torch.einsum"
     SAFETY = SAFE
     ORDER = 34
-
-    def match(self, loop: Loop, ctx: PatternContext) -> Rewrite | Decline:
-        nest = nest_for(loop, ctx, self.NAME)
-        if isinstance(nest, Decline):
-            return nest
-        try:
-            return self._match(nest, ctx)
-        except NestDecline as exc:
-            return Decline(self.NAME, str(exc))
 
     def _match(self, nest: Nest, ctx: PatternContext) -> Rewrite | Decline:
         # out[i, j] = a[i] * b[j]: nothing is summed (see broadcast)

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import libcst as cst
 
-from loopvec.analysis.loops import Loop
 from loopvec.analysis.module import code
 from loopvec.analysis.nest import Nest, NestAccess
 from loopvec.lift import as_operand
 from loopvec.rewrite import SAFE, Decline, PatternContext, Rewrite
 
-from ._nest_common import (NestDecline, OutputPlan, Ranks, Value, cast, extent_slice, factors, finish_value,
-                           force_scalar_elements, index, is_int_dtype, nest_for, prefix, ranks_for, rewrite,
-                           scalar_result)
+from ._nest_common import (NestPattern, OutputPlan, Ranks, Value, cast, extent_slice, factors, finish_value,
+                           force_scalar_elements, index, is_int_dtype, prefix, ranks_for, rewrite, scalar_result)
 
 
-class Matmul:
+class Matmul(NestPattern):
     """Matrix products (the catalogue's Pattern 5, and its trace/diagonal einsums).
 
     What it rewrites:
@@ -51,15 +49,6 @@ class Matmul:
     DESCRIPTION = "matrix products, traces and diagonals written as nested loops -> @ / diagonal()"
     SAFETY = SAFE
     ORDER = 32
-
-    def match(self, loop: Loop, ctx: PatternContext) -> Rewrite | Decline:
-        nest = nest_for(loop, ctx, self.NAME)
-        if isinstance(nest, Decline):
-            return nest
-        try:
-            return self._match(nest, ctx)
-        except NestDecline as exc:
-            return Decline(self.NAME, str(exc))
 
     def _match(self, nest: Nest, ctx: PatternContext) -> Rewrite | Decline:
         # out[i, j] = A[i, j] * i: the index as a number is not a product of tensors

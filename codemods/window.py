@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import libcst as cst
 
-from loopvec.analysis.loops import Loop
 from loopvec.analysis.module import code
 from loopvec.analysis.nest import Nest, NestAccess, affine, measures, names_in
 from loopvec.lift import as_operand
 from loopvec.rewrite import SAFE, Decline, PatternContext, Rewrite
 
-from ._nest_common import (NestDecline, OutputPlan, Ranks, Value, aligned, check_invariants, force_scalar_elements,
-                           index, lift_elementwise, nest_for, nonempty, prefix, ranks_for, require_ranks, rewrite)
+from ._nest_common import (NestPattern, NestDecline, OutputPlan, Ranks, Value, aligned, check_invariants,
+                           force_scalar_elements, index, lift_elementwise, nonempty, prefix, ranks_for, require_ranks,
+                           rewrite)
 from loopvec.analysis import traverse
 
 # full reductions of one window -> the same reduction over the window dims
@@ -20,7 +20,7 @@ _REDUCTIONS = {"sum": "sum", "mean": "mean", "prod": "prod", "max": "amax", "min
                "amin": "amin", "nansum": "nansum", "nanmean": "nanmean"}
 
 
-class Window:
+class Window(NestPattern):
     """Sliding-window loops: 2-D correlation and pooling.
 
     What it rewrites:
@@ -58,15 +58,6 @@ class Window:
     DESCRIPTION = "sliding windows (correlation, max/mean/sum pooling) -> unfold + one reduction"
     SAFETY = SAFE
     ORDER = 30
-
-    def match(self, loop: Loop, ctx: PatternContext) -> Rewrite | Decline:
-        nest = nest_for(loop, ctx, self.NAME)
-        if isinstance(nest, Decline):
-            return nest
-        try:
-            return self._match(nest, ctx)
-        except NestDecline as exc:
-            return Decline(self.NAME, str(exc))
 
     def _match(self, nest: Nest, ctx: PatternContext) -> Rewrite | Decline:
         windows = [a for a in nest.reads if any(s.kind == "window" for s in a.subs)]
