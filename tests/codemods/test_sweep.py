@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import exactness
 import fixture_cases
 from loopvec.engine import plan_source
 
@@ -29,19 +30,8 @@ def test_leaves_alone(case):
 # against a float64 one), so thresholds sitting exactly on a value must agree bit for bit.
 
 
-def _load(path, name):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _pair(case_name, function):
-    case = next(c for c in PAIRS if str(c) == case_name)
-    before = _load(case.path, f"before_{case_name}")
-    after = _load(case.expected, f"after_{case_name}")
+    before, after = exactness.pair(PAIRS, case_name)
     return getattr(before, function), getattr(after, function)
 
 
