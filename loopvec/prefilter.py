@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import libcst as cst
 from libcst.metadata import CodePosition, CodeRange, MetadataWrapper, PositionProvider
 
+from .analysis.facts import _SEQUENCE_ANNOTATIONS as SEQUENCE_ANNOTATIONS
 from .analysis.loops import Loop, _LoopFinder
 from .analysis.module import ModuleInfo, module_level_names
 from .analysis import traverse
@@ -222,6 +223,30 @@ def _stopped(loop: ast.For | ast.AsyncFor, appended: set[str]) -> bool:
     return "continue" in own and not appended
 
 
+_NUMBER_WORD = re.compile(r"\b(?:int|float|bool)\b")
+
+
+def _walks_annotated_list(loop: ast.For | ast.AsyncFor, function: ast.AST) -> bool:
+    """`for node in nodes` where the parameter is annotated a Python sequence of anything
+    but numbers (`nodes: list[Node]`): every pattern declines it (`facts.sequence_problem`)
+    except `sweep`, which walks lists of numbers or tuples of numbers."""
+    if not isinstance(loop.iter, ast.Name):
+        return False
+    args = getattr(function, "args", None)
+    if args is None:
+        return False
+    for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
+        if arg is None or arg.arg != loop.iter.id or arg.annotation is None:
+            continue
+        annotation = arg.annotation
+        head = annotation.value if isinstance(annotation, ast.Subscript) else annotation
+        name = _dotted(head)
+        if name is None or name.rsplit(".", 1)[-1] not in SEQUENCE_ANNOTATIONS:
+            return False
+        return not _NUMBER_WORD.search(ast.unparse(annotation))
+    return False
+
+
 def _imports(nodes: list[ast.stmt]) -> dict[str, str]:
     """Local name -> qualified name, as `ModuleInfo` resolves them (any depth, last wins)."""
     names: dict[str, str] = {}
@@ -399,7 +424,8 @@ def select(source: str) -> Selection | None:
         count += len(unit.loops)
         fors = sorted(unit.loops, key=lambda lf: _pos(lf[0]))
         wanted = frozenset(k for k, (loop, function) in enumerate(fors)
-                           if function is not None and _has_domain(loop.iter) and _loop_produces(loop, function, loads, imports, collectors))
+                           if function is not None and _has_domain(loop.iter) and not _walks_annotated_list(loop, function)
+                           and _loop_produces(loop, function, loads, imports, collectors))
         hit = bool(wanted)
         if "for" in text and may_collect.search(text):
             for call, in_function in _comprehension_calls(unit):

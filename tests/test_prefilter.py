@@ -213,3 +213,17 @@ def test_the_chunks_import_map_is_the_whole_files():
     from loopvec.analysis.module import ModuleInfo
 
     assert dict(selection.import_map) == ModuleInfo.parse("m.py", source).imports
+
+
+@pytest.mark.parametrize("annotation, kept", [
+    ("list[str]", False), ("List[torch.Tensor]", False), ("Sequence[Node]", False), ("list", False),
+    ("dict[str, int]", True),  # int: sweep may still ask (it declines dicts itself)
+    ("list[float]", True), ("Sequence[tuple[float, float]]", True), ("torch.Tensor", True), ('"list[str]"', True),
+])
+def test_a_loop_over_a_parameter_annotated_as_a_list_of_other_than_numbers_is_not_parsed(annotation, kept):
+    source = ("import torch\nfrom typing import List, Sequence\n\n\n"
+              f"def f(xs: {annotation}, out):\n"
+              "    for s in xs:\n        out.append(s * 2)\n    return torch.stack(out)\n")
+    chunks = prefilter.select(source).chunks
+    assert bool(chunks and chunks[0].wanted) is kept
+    _same("m.py", source)
