@@ -79,16 +79,6 @@ def table(rows: list[list[str]], header: list[str]) -> list[str]:
     return [fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows)]
 
 
-def seconds(s: float | None) -> str:
-    if s is None:
-        return "-"
-    if s >= 1:
-        return f"{s:.2f} s"
-    if s >= 1e-3:
-        return f"{s * 1e3:.2f} ms"
-    return f"{s * 1e6:.1f} us"
-
-
 def geomean(values: list[float]) -> float | None:
     return math.exp(statistics.fmean(math.log(v) for v in values)) if values else None
 
@@ -200,7 +190,7 @@ def rewritten_functions(old: str, new: str) -> list[tuple[str, str, str]]:
 
 def speedup_section(args, tmp: str, code: str) -> dict:
     from benchmarks.sizes import MAX_LOOP_S, SIZES, TARGET_ELEMENTS
-    from loopvec.bench import BenchRequest, bench, human_bytes
+    from loopvec.bench import BenchRequest, bench, human_bytes, seconds
     from loopvec.verify.types import Impl
 
     requests = []
