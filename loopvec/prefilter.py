@@ -42,6 +42,7 @@ from .analysis.facts import _SEQUENCE_ANNOTATIONS as SEQUENCE_ANNOTATIONS
 from .analysis.loops import Loop, _LoopFinder
 from .analysis.module import ModuleInfo, module_level_names
 from .analysis import traverse
+from .verify.specs import ast_dotted
 
 COLLECTOR_NAMES = {"stack", "tensor", "cat", "concat"}
 _COLLECTOR_QUALNAMES = {"torch.stack", "torch.tensor", "torch.cat", "torch.concat"}  # loops.COLLECTORS
@@ -240,7 +241,7 @@ def _walks_annotated_list(loop: ast.For | ast.AsyncFor, function: ast.AST) -> bo
             continue
         annotation = arg.annotation
         head = annotation.value if isinstance(annotation, ast.Subscript) else annotation
-        name = _dotted(head)
+        name = ast_dotted(head)
         if name is None or name.rsplit(".", 1)[-1] not in SEQUENCE_ANNOTATIONS:
             return False
         return not _NUMBER_WORD.search(ast.unparse(annotation))
@@ -264,15 +265,6 @@ def _imports(nodes: list[ast.stmt]) -> dict[str, str]:
                     break
                 names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
     return names
-
-
-def _dotted(node: ast.AST) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        head = _dotted(node.value)
-        return None if head is None else f"{head}.{node.attr}"
-    return None
 
 
 def _has_domain(iterable: ast.expr) -> bool:
@@ -429,7 +421,7 @@ def select(source: str) -> Selection | None:
         hit = bool(wanted)
         if "for" in text and may_collect.search(text):
             for call, in_function in _comprehension_calls(unit):
-                name = _dotted(call.func)
+                name = ast_dotted(call.func)
                 if name is None:
                     continue
                 head, _, rest = name.partition(".")
@@ -481,7 +473,7 @@ def _function_facts(function: ast.AST, collectors: set[str]) -> tuple[dict[str, 
         if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Store):
             loads.setdefault(node.id, []).append(_pos(node))
         elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Name):
-            name = _dotted(node.func)
+            name = ast_dotted(node.func)
             if name is not None and name.rsplit(".", 1)[-1] in collectors:
                 stacked.add(node.args[0].id)
     return loads, stacked

@@ -145,7 +145,7 @@ def parse_annotation(text: str) -> Spec | None:
 def _annotation(node: ast.expr) -> Spec | None:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return parse_annotation(node.value)  # a string annotation: "torch.Tensor"
-    name = _dotted(node)
+    name = ast_dotted(node)
     if name is not None:
         last = name.rsplit(".", 1)[-1]
         if last == "Tensor" or last == "Parameter":
@@ -163,7 +163,7 @@ def _annotation(node: ast.expr) -> Spec | None:
         return _optional(node.left, node.right)
     if not isinstance(node, ast.Subscript):
         return None
-    head = _dotted(node.value)
+    head = ast_dotted(node.value)
     if head is None:
         return None
     head = head.rsplit(".", 1)[-1]
@@ -219,11 +219,12 @@ def _jaxtyping_dims(text: str) -> tuple[str | int, ...]:
     return tuple(dims)
 
 
-def _dotted(node: ast.expr) -> str | None:
+def ast_dotted(node: ast.AST) -> str | None:
+    """`a.b.c` for an `ast` chain of Names/Attributes, else None."""
     if isinstance(node, ast.Name):
         return node.id
     if isinstance(node, ast.Attribute):
-        base = _dotted(node.value)
+        base = ast_dotted(node.value)
         return None if base is None else f"{base}.{node.attr}"
     return None
 
