@@ -647,7 +647,7 @@ def plan_chunks(path: str, source: str, pattern_names: tuple[str, ...] = (), who
 
     try:
         if whole:
-            return _whole_file(source)
+            return _depth_checked(source)
         selection = select(source)
     except TooDeep as exc:
         raise engine.SourceError(str(exc)) from None
@@ -656,13 +656,13 @@ def plan_chunks(path: str, source: str, pattern_names: tuple[str, ...] = (), who
     planned = _plan_selection(path, source, selection, pattern_names)
     if planned is None:
         try:
-            return _whole_file(source)  # select checked only the chunks' depth
+            return _depth_checked(source)  # select checked only the chunks' depth
         except TooDeep as exc:
             raise engine.SourceError(str(exc)) from None
     return planned
 
 
-def _whole_file(source: str) -> None:
+def _depth_checked(source: str) -> None:
     """None (parse the whole file), after refusing nesting that would crash libcst."""
     tree = _parse(source)
     if tree is not None:
