@@ -516,6 +516,9 @@ class Reduction:
         return self._running_core(loop, ctx, facts, temps, best, op, second, None)
 
     def _running(self, loop, ctx, facts, temps, test, smalls) -> Rewrite | Decline:
+        # for i in x.nonzero(): an iteration loopvec cannot describe has no index to track
+        if loop.domain is None:
+            return Decline(self.NAME, loop.domain_problem or "iteration loopvec cannot describe")
         if not isinstance(test, cst.Comparison) or len(test.comparisons) != 1:
             return Decline(self.NAME, "`if` body is not a running max/min, flag or accumulation")
         assigns = [s for s in smalls if isinstance(s, cst.Assign) and len(s.targets) == 1

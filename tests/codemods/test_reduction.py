@@ -279,3 +279,32 @@ def test_an_assert_in_the_body_is_read_not_a_crash():
            "        total += v\n    return total\n")
     plan = plan_source("m.py", src, ("reduction",), show_declined=True)
     assert not plan.planned and "read inside the loop" in plan.declined[0].message
+
+
+# --------------------------------------------------------------------------- accumulators set in branches
+
+_BRANCH_STARTS = {
+    "set in an if and an else": "    if flag:\n        best = 0.0\n    else:\n        best = -1.0\n",
+    "set in an if only": "    if flag:\n        best = 0.0\n",
+    "set in a try": "    try:\n        best = 0.0\n    except ValueError:\n        best = -1.0\n",
+    "set in a with": "    with flag:\n        best = 0.0\n",
+}
+_OTHER = ("\ndef other(x: torch.Tensor):\n    total = 0.0\n    for i in range(x.shape[0]):\n"
+          "        total += x[i] ** 2\n    return total\n")
+
+
+@pytest.mark.parametrize("start", list(_BRANCH_STARTS.values()), ids=list(_BRANCH_STARTS))
+@pytest.mark.parametrize("loop", [
+    "    for i in range(x.shape[0]):\n        best += x[i]\n",
+    "    for i in range(x.shape[0]):\n        if x[i] > best:\n            best = x[i]\n            k = i\n",
+    # an iteration loopvec cannot describe: the argmax form once read its index off no domain
+    "    for i in x.nonzero():\n        if x[i] > best:\n            best = x[i]\n            k = i\n",
+], ids=["sum", "argmax", "argmax over nonzero"])
+def test_an_accumulator_set_in_a_branch_declines_and_the_file_goes_on(start, loop):
+    src = ("import torch\n\ndef f(x: torch.Tensor, flag):\n    k = 0\n" + start + loop
+           + "    return best, k\n" + _OTHER)
+    plan = plan_source("m.py", src, ("reduction",), show_declined=True)
+    assert [p.qualname for p in plan.planned] == ["other"]
+    declined = [d for d in plan.declined if d.function == "f"]
+    assert len(declined) == 1 and ("does not start as" in declined[0].message
+                                   or "x.nonzero()" in declined[0].message)
