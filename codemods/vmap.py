@@ -345,8 +345,12 @@ class Vmap:
         lines: list[str] = []
         if body:
             fn = _free("_per_item", taken)
-            inner = "\n".join(f"    {code(s)}" for s in body)
-            lines = [f"def {fn}({', '.join(params)}):\n{inner}\n    return {code(value)}"]
+            # built as a node: a body statement under a comment keeps its indentation
+            local = cst.FunctionDef(
+                name=cst.Name(fn),
+                params=cst.Parameters([cst.Param(cst.Name(p)) for p in params]),
+                body=cst.IndentedBlock([*body, cst.SimpleStatementLine([cst.Return(value)])]))
+            lines = [code(local)]
             mapped = f"{t}.vmap({fn})({', '.join(arrays)})"
         elif _passes_params(value, params, loop_names):
             # lambda v: helper(v) is helper
