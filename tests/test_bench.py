@@ -218,3 +218,16 @@ def test_integer_inputs_can_be_drawn_nonnegative_for_loops_that_index_with_them(
     (signed,), _ = B._inputs(plan, {"n": 1000}, "cpu", inspect.signature(f))[0]
     (unsigned,), _ = B._inputs(plan, {"n": 1000}, "cpu", inspect.signature(f), nonnegative=True)[0]
     assert int(signed.min()) < 0 <= int(unsigned.min()) and int(unsigned.max()) <= 100
+
+
+# --------------------------------------------------------------------------- nothing left in the user's folder
+
+
+@pytest.mark.slow
+def test_a_dry_run_leaves_no_hypothesis_folder_in_the_working_directory(module, monkeypatch):
+    # hypothesis keeps what it reads off local modules under ./.hypothesis unless told otherwise
+    monkeypatch.delenv("HYPOTHESIS_STORAGE_DIRECTORY", raising=False)
+    result = CliRunner().invoke(app, ["apply", "--dry-run", "--no-cache", "loops.py"])
+    assert result.exit_code == 1, result.output
+    assert "return x * 2" in result.output  # the verifier ran: it proved the rewrite
+    assert sorted(p.name for p in module.parent.iterdir()) == ["loops.py"]

@@ -48,6 +48,9 @@ class Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         env.setdefault("OMP_NUM_THREADS", "1")
+        # hypothesis caches what it reads off the user's modules (and would keep examples)
+        # under ./.hypothesis, whatever the settings' database: keep it in the batch's folder
+        env.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(log_dir, "hypothesis"))
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "loopvec.verify.worker"],
