@@ -1,6 +1,6 @@
 """loopvec's benchmarks: the figures for the README and for reports.
 
-    python -m benchmarks [--only speedup|scan|verify|profile ...] [--json PATH]
+    python -m benchmarks [--only speedup|scan|verify|profile|real ...] [--json PATH]
 
 speedup   every fixture rewrite pair (`fixtures/<pattern>/<case>.py` and its
           `.expected.py`): each rewritten function against its loop on scaled-up inputs
@@ -14,6 +14,10 @@ scan      `loopvec scan` over a copy of the installed torch package's sources (a
           same tree when ruff is installed.
 verify    median seconds per candidate, from `benchmarks/verify_cost.py`.
 profile   the overhead of `loopvec profile`'s sampler on a CPU-bound Python loop.
+real      `loopvec apply --dry-run` over installed PyTorch libraries (pinned in
+          `benchmarks/real_requirements.txt`, installed when missing), and every rewrite it
+          calls verified re-run on the library's own inputs (`benchmarks/real.py`); not run
+          by default, since it installs packages.
 
 loopvec's code is copied to a temporary folder first and run from there, so edits made
 to the working tree while the benchmark runs do not mix into its figures. Timings on a
@@ -40,7 +44,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("speedup", "scan", "verify", "profile")
+SECTIONS = ("speedup", "scan", "verify", "profile", "real")
 DEFAULT_SECTIONS = ("speedup", "scan", "verify")
 
 
@@ -396,6 +400,15 @@ def profile_section(args, tmp: str, code: str) -> dict:
                       f"(5 ms samples): {overhead:+.1f}% (median of 3)"]}
 
 
+# --------------------------------------------------------------------------- real
+
+
+def real_section(args, tmp: str, code: str) -> dict:
+    from benchmarks.real import section  # imported here: benchmarks.real imports this module
+
+    return section(args, tmp, code)
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -409,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=1.5, help="seconds of timed calls per rewrite")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per rewrite at most")
     parser.add_argument("--filter", action="append", help="only fixture cases containing this text")
+    parser.add_argument("--lib", action="append", help="real: only this library (repeatable)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     sections = tuple(dict.fromkeys(args.only or DEFAULT_SECTIONS))
