@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from loopvec import exprs
 from loopvec.analysis.facts import Signature
 from loopvec.analysis.loops import Loop, find_setup, names_in
 from loopvec.analysis.module import code, fresh_name, number_value, only, used_names
 from loopvec.assemble import collect
 from loopvec.guards import body_problem, collected_list, used_after_problem
-from loopvec.lift import ROW_REDUCTION_DTYPE, ROW_REDUCTIONS, Lifted, LiftError, LiftScope, as_operand, \
+from loopvec.lift import ROW_REDUCTION_DTYPE, ROW_REDUCTIONS, Lifted, LiftError, LiftScope, \
     is_predicate, lift, lift_temps
 from loopvec.rewrite import SAFE, Decline, Edit, PatternContext, Rewrite
 
@@ -264,10 +265,10 @@ class Reduction:
         torch = scope.torch
         if value.kind == "float":
             # Python floats: float64 arithmetic giving a Python float
-            total = f"{as_operand(value.code)}.{fold}().item()"
+            total = exprs.method(exprs.method(value.node, fold), "item")
             expr = _combine(c, c_code, op, total)
             # an int start stays an int when the loop does not run
-            return [f"{t} = {expr}" if isinstance(c, float) else f"{t} = {expr} if {extent} else {c_code}"]
+            return [_assign(t, expr if isinstance(c, float) else exprs.ifexp(expr, extent, c_code))]
         if value.kind != "tensor":
             # int(x) per element: Python ints never overflow, an int64 sum does
             raise LiftError(f"accumulates Python {value.kind}s: an int64 tensor reduction can overflow where "
@@ -276,17 +277,17 @@ class Reduction:
         v = value.code
         if inexact or isinstance(c, float):
             # floating elements keep their dtype; a float start promotes ints the same way
-            total = f"{as_operand(v)}.{fold}(0)"
+            total = exprs.method(value.node, fold, "0")
             skip_c = inexact
         else:
             # int start: x + 0 keeps uint8/int8/int32 (wrapping) but makes bool int64
             if not is_atom(v):
                 pre.append(f"{t} = {v}")
                 v = t
-            total = f"{v}.{fold}(0, dtype={torch}.result_type({v}, {c_code}))"
+            total = exprs.method(v, fold, "0", dtype=exprs.call(f"{torch}.result_type", v, c_code))
             skip_c = True
-        expr = _combine(c, c_code, op, total) if skip_c else f"{c_code} {op} {total}"
-        return [*pre, f"{t} = {expr} if {extent} else {c_code}"]
+        expr = _combine(c, c_code, op, total) if skip_c else exprs.binop(c_code, op, total)
+        return [*pre, _assign(t, exprs.ifexp(expr, extent, c_code))]
 
     def _inplace(self, t, op, value: Lifted, init, facts, dtypes, scope) -> str:
         """`acc = torch.zeros(d); for ...: acc op= row`: one in-place update, acc keeps its dtype."""
@@ -297,8 +298,8 @@ class Reduction:
         # acc += row adds in acc's dtype when it is wider (a float32 buffer for float16 rows)
         # and ors into a bool acc: the fold runs in acc's dtype unless neither can happen
         if _known_not_bool(init, facts) and dtypes is not None and not dtypes & {"float16", "bfloat16"}:
-            return f"{t} {sym} {as_operand(value.code)}.{fold}(0)"
-        return f"{t} {sym} {as_operand(value.code)}.{fold}(0, dtype={t}.dtype)"
+            return f"{t} {sym} {exprs.render(exprs.method(value.node, fold, '0'))}"
+        return f"{t} {sym} {exprs.render(exprs.method(value.node, fold, '0', dtype=exprs.attr(t, 'dtype')))}"
 
     def _row_shaped(self, init, loop: Loop, facts: Signature) -> bool:
         """The in-place accumulator has the shape of one row of a walked array."""
@@ -359,9 +360,9 @@ class Reduction:
     def _mean(self, mean: _Mean, value: Lifted, inexact: bool) -> str | None:
         """`mean = total / len(x)` as one statement, or None to keep the sum and the division."""
         if value.kind == "float":
-            new = f"{as_operand(value.code)}.mean().item()"
+            new = exprs.render(exprs.method(exprs.method(value.node, "mean"), "item"))
         elif value.kind == "tensor" and inexact:
-            new = f"{as_operand(value.code)}.mean(0)"
+            new = exprs.render(exprs.method(value.node, "mean", "0"))
         else:
             # mean() rejects integer tensors, where total / n is a true division
             return None
@@ -428,18 +429,18 @@ class Reduction:
             # if x > t: count += 1 -- a Python int count is exact: int(mask.sum())
             if not (isinstance(step, int) and isinstance(c, int)):
                 return Decline(self.NAME, "a count needs an int start and an int step (a Python int count is exact)")
-            count = f"int({as_operand(cond.code)}.sum())"
-            count = count if step == 1 else f"{step} * {count}"
-            lines.append(f"{t} = {_combine(c, code(init.value), op, count)}")
+            count = exprs.call("int", exprs.method(cond.node, "sum"))
+            count = count if step == 1 else exprs.binop(str(step), "*", count)
+            lines.append(_assign(t, _combine(c, code(init.value), op, count)))
             edits.insert(0, Edit(init.statement, None))
         else:
             value = lift(acc.value, scope)
             if not value.batched or value.kind != "tensor":
                 return Decline(self.NAME, f"`{code(acc.value)}` is not a per-element tensor")
             # a [n, 1] mask (elements of shape [1] are truthy too) must still pick whole rows
-            mask = cond.code if self._rank_one(cond, loop, facts, scope.info) else f"{as_operand(cond.code)}.flatten()"
+            mask = cond.node if self._rank_one(cond, loop, facts, scope.info) else exprs.method(cond.node, "flatten")
             picked = fresh_name("picked", _used(loop))
-            lines.append(f"{picked} = {as_operand(value.code)}[{mask}]")
+            lines.append(_assign(picked, exprs.subscript(value.node, mask)))
             picked_value = Lifted(cst.Name(picked), True, "tensor")
             inexact = classes.inexact(acc.value)
             if init.kind in _INPLACE_INITS:
@@ -489,8 +490,8 @@ class Reduction:
         # `if not (x < t): ok = False` is `ok = all(x < t)`
         negated = isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not)
         cond = self._condition(test.expression if negated else test, scope)
-        reduce = f"{as_operand(cond.code)}.{'all' if negated else 'any'}()"
-        lines.append(f"{name} = bool({reduce})" if set_to != negated else f"{name} = not {reduce}")
+        reduce = exprs.method(cond.node, "all" if negated else "any")
+        lines.append(_assign(name, exprs.call("bool", reduce) if set_to != negated else exprs.unary("not", reduce)))
         edits = (Edit(init.statement, None), Edit(loop.node, "\n".join(lines)))
         return self._rewrite(loop, ctx, scope, facts, edits, f"becomes `{lines[-1]}`")
 
@@ -645,7 +646,7 @@ class Reduction:
         scope = self._scope(loop, ctx)
         value = self._rowwise(loop.element, loop, scope, facts)
         new = self._collect(loop.collector, value, loop, scope, facts)
-        return self._rewrite(loop, ctx, scope, facts, (Edit(loop.collector.call, as_operand(new)),),
+        return self._rewrite(loop, ctx, scope, facts, (Edit(loop.collector.call, new),),
                              f"becomes `{new}`")
 
     def _appended(self, loop: Loop, ctx: PatternContext, facts: Signature) -> Rewrite | Decline:
@@ -681,7 +682,7 @@ class Reduction:
         if finish.kind == "tensor" and ".reshape(" in value.code and not new.endswith(".tensor([])"):
             dtype = [a for a in finish.call.args if a.keyword is not None and a.keyword.value == "dtype"]
             empty = f"{scope.torch}.tensor([], dtype={code(dtype[0].value)})" if dtype else f"{scope.torch}.tensor([])"
-            new = f"{new} if {nonempty(loop.domain.extent)} else {empty}"
+            new = exprs.render(exprs.ifexp(new, nonempty(loop.domain.extent), empty))
         return new
 
     def _rowwise(self, element: cst.BaseExpression, loop: Loop, scope: LiftScope, facts: Signature) -> Lifted:
@@ -730,32 +731,32 @@ class Reduction:
         batched = ROW_REDUCTIONS[name]
         if batched is None:
             return f"`{name}` needs a dim"
-        extra = []
+        extra: dict[str, cst.BaseExpression] = {}
         for kw in kwargs:
             if kw.keyword.value != "dtype" or name not in ROW_REDUCTION_DTYPE:
                 return f"`{name}(..., {kw.keyword.value}=...)`"
-            extra.append(f"dtype={code(kw.value)}")
+            extra["dtype"] = kw.value
         if _has_reduction(subject, info):
             return "a reduction inside a row reduction"
         inner = lift(subject, scope)
         if not inner.batched or inner.kind != "tensor":
             return f"`{code(subject)}` is not a per-row tensor"
-        rows = self._rows(inner.code, loop, facts, info)
+        rows = self._rows(inner.node, loop, facts, info)
         # norm's first positional is the order p, not the dim
-        args = ", ".join(["dim=1" if batched == "norm" else "1", *extra])
-        return Lifted(cst.parse_expression(f"{rows}.{batched}({args})"), True, "tensor")
+        dim = {"dim": "1"} if batched == "norm" else {}
+        return Lifted(exprs.method(rows, batched, *([] if dim else ["1"]), **dim, **extra), True, "tensor")
 
-    def _rows(self, v: str, loop: Loop, facts: Signature, info) -> str:
+    def _rows(self, v: cst.BaseExpression, loop: Loop, facts: Signature, info) -> cst.BaseExpression:
         """`v` as [n, elements of one row]: exact for any rank of the rows."""
         # an elementwise expression of walked arrays has the largest of their ranks
-        arrays = _operands(cst.parse_expression(v), info)
+        arrays = _operands(v, info)
         ranks = [facts.exact_rank(a) if a in loop.domain.arrays else None for a in arrays]
         rank = max(ranks) if ranks and None not in ranks else None
         if rank == 2:
             return v
         if rank is not None and rank > 2:
-            return f"{as_operand(v)}.flatten(1)"
-        return f"{as_operand(v)}.reshape({loop.domain.extent}, -1)"
+            return exprs.method(v, "flatten", "1")
+        return exprs.method(v, "reshape", loop.domain.extent, "-1")
 
 
 class _RowReductions(cst.CSTVisitor):
@@ -804,11 +805,15 @@ def _aug(stmt: cst.BaseStatement) -> cst.AugAssign | None:
     return None
 
 
-def _combine(c, c_code: str, op: str, total: str) -> str:
+def _combine(c, c_code: str, op: str, total: cst.BaseExpression) -> cst.BaseExpression:
     """`c op total`, without the start when it is the fold's identity."""
     if c == _IDENTITY[op]:
-        return f"-{total}" if op == "-" else total
-    return f"{c_code} {op} {total}"
+        return exprs.unary("-", total) if op == "-" else total
+    return exprs.binop(c_code, op, total)
+
+
+def _assign(target: str, value: cst.BaseExpression) -> str:
+    return f"{target} = {exprs.render(value)}"
 
 
 def _bool_literal(node: cst.BaseExpression | None) -> bool | None:

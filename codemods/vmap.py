@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import libcst as cst
 
+from loopvec import exprs
 from loopvec.analysis.loops import Loop, flatten_subscript, names_in
 from loopvec.analysis.module import ModuleInfo, code, only
 from loopvec.assemble import collect, store
-from loopvec.lift import Lifted, LiftError, LiftScope, as_operand
+from loopvec.lift import Lifted, LiftError, LiftScope
 from loopvec.rewrite import SAFE, Decline, Edit, PatternContext, Rewrite
 
 from ._map_shape import MapShape, map_loop
@@ -351,19 +352,20 @@ class Vmap:
                 params=cst.Parameters([cst.Param(cst.Name(p)) for p in params]),
                 body=cst.IndentedBlock([*body, cst.SimpleStatementLine([cst.Return(value)])]))
             lines = [code(local)]
-            mapped = f"{t}.vmap({fn})({', '.join(arrays)})"
+            per_item: cst.BaseExpression = cst.Name(fn)
         elif _passes_params(value, params, loop_names):
             # lambda v: helper(v) is helper
-            mapped = f"{t}.vmap({code(value.func)})({', '.join(arrays)})"
+            per_item = value.func
         else:
-            mapped = f"{t}.vmap(lambda {', '.join(params)}: {code(value)})({', '.join(arrays)})"
-        lifted = Lifted(cst.parse_expression(mapped), True, "tensor", fresh=fresh)
+            per_item = cst.Lambda(params=cst.Parameters([cst.Param(cst.Name(p)) for p in params]), body=value)
+        mapped = exprs.call(exprs.call(f"{t}.vmap", per_item), *arrays)
+        lifted = Lifted(mapped, True, "tensor", fresh=fresh)
         assumptions = tuple(dict.fromkeys(scope.assumptions))
         if shape.kind == "comprehension":
             if body:
                 return Decline(self.NAME, "comprehension with temporaries")
             new = collect(shape.finish, lifted, scope)
-            return Rewrite(self.NAME, loop, (Edit(loop.collector.call, as_operand(new)),), f"becomes `{new}`",
+            return Rewrite(self.NAME, loop, (Edit(loop.collector.call, new),), f"becomes `{new}`",
                            SAFE, assumptions, ctx.imports)
         if shape.kind == "append":
             new = collect(shape.finish, lifted, scope)

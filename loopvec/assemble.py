@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from . import exprs
 from .analysis.loops import Access, Finish, Init, Loop, names_in
 from .analysis.module import code
-from .lift import Lifted, LiftError, LiftScope, as_operand, method
+from .lift import Lifted, LiftError, LiftScope
 
 
 @dataclass(frozen=True)
@@ -36,12 +37,12 @@ def _extra_positional(call: cst.Call) -> bool:
     return any(a.keyword is None for a in call.args[1:])
 
 
+def _copied(value: Lifted) -> cst.BaseExpression:
+    return value.node if value.fresh else exprs.method(value.node, "clone")
+
+
 def _copy(value: Lifted) -> str:
-    return value.code if value.fresh else code(method(value.node, "clone"))
-
-
-def _paren(text: str) -> str:
-    return as_operand(text)
+    return exprs.render(_copied(value))
 
 
 def _nonempty(scope: LiftScope) -> str:
@@ -73,20 +74,22 @@ def collect(finish: Finish, value: Lifted, scope: LiftScope) -> str:
             raise LiftError("torch.cat along a dimension other than 0")
         if value.kind != "tensor":
             raise LiftError("torch.cat of Python numbers")
-        return f"{_paren(value.code)}.flatten(0, 1)" if value.fresh else f"{value.code}.flatten(0, 1).clone()"
+        flat = exprs.method(value.node, "flatten", "0", "1")
+        return exprs.render(flat if value.fresh else exprs.method(flat, "clone"))
     # torch.tensor(list)
     if set(kwargs) - {"dtype"}:
         raise LiftError("torch.tensor with keywords other than dtype")
     if "dtype" in kwargs:
         dtype = code(kwargs["dtype"])
         # `.to` returns the input itself when the dtype already matches
-        return f"{_paren(value.code)}.to({dtype}, copy=True)" if not value.fresh else f"{_paren(value.code)}.to({dtype})"
+        copy = {} if value.fresh else {"copy": "True"}
+        return exprs.render(exprs.method(value.node, "to", dtype, **copy))
     empty = f"{t}.tensor([])"
     if value.kind == "float":
         # Python floats become the default dtype (an empty list too)
-        return f"{_paren(value.code)}.to({t}.get_default_dtype())"
+        return exprs.render(exprs.method(value.node, "to", exprs.call(f"{t}.get_default_dtype")))
     # 0-d tensors keep their dtype, Python ints are int64, bools bool; an empty list is float
-    return f"{_copy(value)} if {_nonempty(scope)} else {empty}"
+    return exprs.render(exprs.ifexp(_copied(value), _nonempty(scope), empty))
 
 
 def _dtype_of_init(init: Init, scope: LiftScope) -> str | None:
@@ -181,11 +184,12 @@ def store(init: Init | None, write: Access, value: Lifted, scope: LiftScope, loo
         dtype = _dtype_of_init(init, scope)
         if dtype is not None:
             kwargs = {a.keyword.value: a.value for a in init.value.args if a.keyword is not None}
-            device = f", device={code(kwargs['device'])}" if "device" in kwargs else ""
+            options = {"device": kwargs["device"]} if "device" in kwargs else {}
+            if not value.fresh:
+                options["copy"] = "True"
             # out[i] = v casts v into out's dtype: the whole-array value is cast the same way
-            target = f"{_paren(value.code)}.to({dtype}{device}"
-            target += ", copy=True)" if not value.fresh else ")"
-            return Stored(f"{out} = {target}", drop_init=True)
+            target = exprs.method(value.node, "to", dtype, **options)
+            return Stored(f"{out} = {exprs.render(target)}", drop_init=True)
     if init is None:
         raise LiftError(f"`{out}` is not allocated before the loop")
     # keep the allocation and fill it in one slice assignment: exact for any allocation

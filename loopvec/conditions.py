@@ -71,7 +71,7 @@ def name_mask(loop: Loop, nodes: list, pred: Lifted, taken: set[str], may_name: 
     if uses <= 1 or _cheap(pred.node) or not may_name:
         return [], [n.visit(_Substitute(pred.node)) for n in nodes]
     name = mask_name(loop, taken)
-    return [f"{name} = {code(pred.node)}"], [n.visit(_Substitute(cst.Name(name))) for n in nodes]
+    return [f"{name} = {pred.code}"], [n.visit(_Substitute(cst.Name(name))) for n in nodes]
 
 
 # --------------------------------------------------------------------------- dtype signatures

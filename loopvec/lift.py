@@ -27,6 +27,7 @@ import libcst as cst
 
 from .analysis.domain import Domain
 from .analysis.loops import flatten_subscript
+from . import exprs
 from .analysis.module import ModuleInfo, code, number_value
 from .dtypes import CAST_METHODS
 
@@ -44,7 +45,8 @@ class Lifted:
 
     @property
     def code(self) -> str:
-        return code(self.node)
+        # parenthesised by precedence: a tree composed without parentheses keeps its meaning
+        return exprs.render(self.node)
 
 
 # --------------------------------------------------------------------------- tables
@@ -916,6 +918,5 @@ def lift_temps(statements, scope: LiftScope) -> list[str]:
 
 
 def as_operand(text: str) -> str:
-    """`text` ready to stand where a call stood: parenthesised unless it is an atom."""
-    node = cst.parse_expression(text)
-    return text if isinstance(node, _ATOMS) or node.lpar else f"({text})"
+    """`text` ready to stand where a call stood (`.sum()` may follow): parenthesised unless primary."""
+    return exprs.operand(text)

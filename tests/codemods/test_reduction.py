@@ -72,6 +72,8 @@ BATTERY = {
     ("reduction_rowwise_append_norm", "row_norms"): ("T", MATRICES, (torch.float32,)),
     ("reduction_two_accumulators", "mean_and_var"): ("T", ((0,), (1,), (6,)), (torch.float64,)),
     ("reduction_weighted_column_sums", "weighted_column_sums"): ("TR", MATRICES, (torch.float32,)),
+    ("reduction_rowwise_sum_of_product", "neighbour_energy"): ("T", MATRICES, ALL),
+    ("reduction_rowwise_sum_of_product", "total_variation"): ("T", MATRICES, ALL),
 }
 
 
