@@ -94,3 +94,19 @@ def test_other_patterns_win_when_they_apply():
     src = "import torch\ndef f(x):  # loopvec: shapes x=[n,k]\n    return torch.stack([torch.softmax(v, 0) for v in x])\n"
     plan = plan_source("m.py", src, ("batched_op", "vmap"))
     assert [(p.pattern, p.message) for p in plan.planned] == [("batched_op", "becomes `torch.softmax(x, 1)`")]
+
+
+def test_a_comment_above_the_first_body_statement_keeps_its_indentation():
+    # the per-item function once came out as `def _per_item(...):\n    # c\nk = ...`, which does not parse
+    from loopvec.engine import apply_keys
+
+    src = ("import torch\ndef f(x):  # loopvec: shapes x=[n,3]\n    out = torch.zeros(len(x), 9)\n"
+           "    for i in range(len(x)):\n        # outer product, flattened\n        k = torch.kron(x[i], x[i])\n"
+           "        out[i] = k\n    # done\n    return out\n")
+    plan = plan_source("m.py", src, ("vmap",))
+    assert [(p.message, p.unverifiable) for p in plan.planned] == [
+        ("becomes `out[:len(x)] = torch.vmap(_per_item)(x)`", None)]
+    new = apply_keys("m.py", src, {p.key for p in plan.planned}, ("vmap",))
+    assert "    def _per_item(x_row):\n        # outer product, flattened\n        k = torch.kron(x_row, x_row)\n" \
+           "        return k\n    out[:len(x)] = torch.vmap(_per_item)(x)\n    # done\n" in new
+    compile(new, "m.py", "exec")
