@@ -183,37 +183,45 @@ def as_node(text: Expr) -> cst.BaseExpression:
 
 
 # --------------------------------------------------------------------------- composing
+# Each builder parenthesises its own operands, so even `code(node)` of what it returns is right.
+
+_RULES = _Parenthesize()
+
+
+def _fixed(node):
+    return getattr(_RULES, f"leave_{type(node).__name__}")(node, node)
+
 
 
 def binop(left: Expr, op: str, right: Expr) -> cst.BinaryOperation:
     """`left op right` for op in + - * / // % ** @ & | ^ << >>."""
-    return cst.BinaryOperation(left=as_node(left), operator=_BINARY_OPS[op](), right=as_node(right))
+    return _fixed(cst.BinaryOperation(left=as_node(left), operator=_BINARY_OPS[op](), right=as_node(right)))
 
 
 def unary(op: str, operand: Expr) -> cst.UnaryOperation:
     """`-x`, `+x`, `~x` or `not x`."""
-    return cst.UnaryOperation(operator=_UNARY_OPS[op](), expression=as_node(operand))
+    return _fixed(cst.UnaryOperation(operator=_UNARY_OPS[op](), expression=as_node(operand)))
 
 
 def compare(left: Expr, *chain: tuple[str, Expr]) -> cst.Comparison:
     """`left op1 right1 op2 right2 ...`: `compare("a", ("<", "b"))`."""
-    return cst.Comparison(left=as_node(left), comparisons=[
-        cst.ComparisonTarget(operator=_COMPARE_OPS[op](), comparator=as_node(right)) for op, right in chain])
+    return _fixed(cst.Comparison(left=as_node(left), comparisons=[
+        cst.ComparisonTarget(operator=_COMPARE_OPS[op](), comparator=as_node(right)) for op, right in chain]))
 
 
 def boolop(left: Expr, op: str, right: Expr) -> cst.BooleanOperation:
     """`left and right` / `left or right`."""
-    return cst.BooleanOperation(left=as_node(left), operator=_BOOLEAN_OPS[op](), right=as_node(right))
+    return _fixed(cst.BooleanOperation(left=as_node(left), operator=_BOOLEAN_OPS[op](), right=as_node(right)))
 
 
 def ifexp(body: Expr, test: Expr, orelse: Expr) -> cst.IfExp:
     """`body if test else orelse`."""
-    return cst.IfExp(test=as_node(test), body=as_node(body), orelse=as_node(orelse))
+    return _fixed(cst.IfExp(test=as_node(test), body=as_node(body), orelse=as_node(orelse)))
 
 
 def attr(value: Expr, name: str) -> cst.Attribute:
     """`value.name`."""
-    return cst.Attribute(value=as_node(value), attr=cst.Name(name))
+    return _fixed(cst.Attribute(value=as_node(value), attr=cst.Name(name)))
 
 
 def _arg(value: Expr, keyword: str | None = None, star: str = "") -> cst.Arg:
@@ -226,7 +234,8 @@ def _arg(value: Expr, keyword: str | None = None, star: str = "") -> cst.Arg:
 
 def call(func: Expr, *args: Expr, **kwargs: Expr) -> cst.Call:
     """`func(args..., key=value...)`."""
-    return cst.Call(func=as_node(func), args=[*(_arg(a) for a in args), *(_arg(v, k) for k, v in kwargs.items())])
+    return _fixed(cst.Call(func=as_node(func),
+                           args=[*(_arg(a) for a in args), *(_arg(v, k) for k, v in kwargs.items())]))
 
 
 def method(value: Expr, name: str, *args: Expr, **kwargs: Expr) -> cst.Call:
@@ -238,7 +247,7 @@ def subscript(value: Expr, *index: Expr | cst.BaseSlice) -> cst.Subscript:
     """`value[i, j]`; a slice part is given as a node (`slice_(None, "-1")`)."""
     elements = [cst.SubscriptElement(part if isinstance(part, cst.BaseSlice) else cst.Index(as_node(part)))
                 for part in index]
-    return cst.Subscript(value=as_node(value), slice=elements)
+    return _fixed(cst.Subscript(value=as_node(value), slice=elements))
 
 
 def slice_(lower: Expr | None = None, upper: Expr | None = None, step: Expr | None = None) -> cst.Slice:

@@ -424,24 +424,12 @@ def _fit(original: cst.BaseExpression, new: cst.BaseExpression) -> cst.BaseExpre
     return paren(new)
 
 
-def _arg(value: cst.BaseExpression, keyword: str | None = None) -> cst.Arg:
-    if keyword is None:
-        return cst.Arg(value=value)
-    return cst.Arg(value=value, keyword=cst.Name(keyword),
-                   equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""),
-                                         whitespace_after=cst.SimpleWhitespace("")))
-
-
 def call(func: cst.BaseExpression, *args: cst.BaseExpression, **kwargs: cst.BaseExpression) -> cst.Call:
-    out = [_arg(a) for a in args] + [_arg(v, k) for k, v in kwargs.items()]
-    return cst.Call(func=func, args=[
-        a.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))) if i < len(out) - 1 else a
-        for i, a in enumerate(out)
-    ])
+    return exprs.call(func, *args, **kwargs)
 
 
 def method(obj: cst.BaseExpression, name: str, *args: cst.BaseExpression, **kwargs) -> cst.Call:
-    return call(cst.Attribute(value=paren(obj), attr=cst.Name(name)), *args, **kwargs)
+    return exprs.method(obj, name, *args, **kwargs)
 
 
 # --------------------------------------------------------------------------- the lifter

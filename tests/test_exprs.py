@@ -156,5 +156,17 @@ TREES = st.recursive(_names | _ints | _floats, _extend, max_leaves=12)
 @given(TREES)
 def test_rendered_code_parses_back_to_the_same_tree(tree):
     node, expected = tree
-    text = render(node)
-    assert ast.dump(ast.parse(text, mode="eval").body) == ast.dump(expected), text
+    want = ast.dump(expected)
+    # the builders parenthesise as they compose, so plain libcst printing is right too
+    built = cst.Module([]).code_for_node(node)
+    assert ast.dump(ast.parse(built, mode="eval").body) == want, built
+    # and render puts back whatever a tree composed without parentheses needs
+    bare = render(node.visit(_NoParens()))
+    assert ast.dump(ast.parse(bare, mode="eval").body) == want, bare
+
+
+class _NoParens(cst.CSTTransformer):
+    def on_leave(self, original, updated):
+        if isinstance(updated, cst.BaseExpression) and getattr(updated, "lpar", None):
+            return updated.with_changes(lpar=[], rpar=[])
+        return updated
