@@ -309,6 +309,42 @@ class Swap:
         self.saved.clear()
 
 
+class _self_from_entry:
+    """`load` refuses a method of a class whose constructor needs arguments, because the
+    verifier builds `self` itself; here each entry builds it (`Call.instance`). For the
+    length of the load, the class shows a signature without parameters."""
+
+    def __init__(self, path: str, qualname: str) -> None:
+        self.path, self.owner_path = path, qualname.rpartition(".")[0]
+        self.owner: Any = None
+        self.saved: Any = None
+
+    def __enter__(self) -> None:
+        import inspect
+
+        from loopvec.verify.loading import LoadError, import_file
+
+        if not self.owner_path:
+            return
+        try:
+            obj: Any = import_file(Path(self.path).resolve())
+            for part in self.owner_path.split("."):
+                obj = getattr(obj, part)
+        except (LoadError, AttributeError):  # load says why, with its own words
+            return
+        if isinstance(obj, type):
+            self.owner, self.saved = obj, obj.__dict__.get("__signature__")
+            obj.__signature__ = inspect.Signature()
+
+    def __exit__(self, *exc) -> None:
+        if self.owner is None:
+            return
+        if self.saved is None:
+            del self.owner.__signature__
+        else:
+            self.owner.__signature__ = self.saved
+
+
 def _direct(loaded: Any, call: Any):
     """(args, kwargs) -> (value, self or None) for `oracle.run`."""
     if loaded.owner is None or loaded.definition.static:
@@ -330,8 +366,10 @@ def _through(loaded: Any, call: Any):
     return run
 
 
-def check_finding(lib: str, finding: dict, seed: int = 0) -> dict:
-    """Run one verified rewrite and its original on the realistic inputs of its entry."""
+def check_finding(lib: str, finding: dict, seed: int = 0, original_only: bool = False) -> dict:
+    """Run one verified rewrite and its original on the realistic inputs of its entry.
+    `original_only` runs just the original, to try an entry out (`entries` below): each
+    call's iterations of the loop, and what it raised."""
     from loopvec.verify.loading import LoadError, load, read_source
     from loopvec.verify.oracle import describe_error, judge, run, seed_everything
     from loopvec.verify.types import Impl
@@ -348,16 +386,17 @@ def check_finding(lib: str, finding: dict, seed: int = 0) -> dict:
         out["why"] = "no realistic-input entry"
         return out
     try:
-        source, prelude = rewritten(read_source(Path(path)), finding["diff"], qualname)
+        source, prelude = ("", "") if original_only else rewritten(read_source(Path(path)), finding["diff"], qualname)
     except (DiffError, SyntaxError) as e:
         out["why"] = f"cannot rebuild the rewrite: {e}"
         return out
     try:
-        try:
-            ref = load(Impl(path, qualname, loop=(finding["line"], finding["column"])))
-        except LoadError:  # the probe cannot find the loop: compare without reach figures
-            ref = load(Impl(path, qualname))
-        cand = load(Impl(path, qualname, source=source, prelude=prelude))
+        with _self_from_entry(path, qualname):
+            try:
+                ref = load(Impl(path, qualname, loop=(finding["line"], finding["column"])))
+            except LoadError:  # the probe cannot find the loop: compare without reach figures
+                ref = load(Impl(path, qualname))
+            cand = None if original_only else load(Impl(path, qualname, source=source, prelude=prelude))
     except LoadError as e:
         out["why"] = f"cannot load: {e.message}"
         return out
@@ -377,6 +416,10 @@ def check_finding(lib: str, finding: dict, seed: int = 0) -> dict:
         if a.error is not None:  # outside the function's domain: the entry is wrong, not the rewrite
             record["result"] = f"original raised {describe_error(a.error)}"
             continue
+        if cand is None:
+            record["result"] = "ran"
+            reached += iterations is None or iterations >= 2
+            continue
         b = run(side(cand, call), tuple(call.args), dict(call.kwargs), seed, "rewrite")
         difference = judge(a, b, names)
         if difference is not None:
@@ -386,8 +429,11 @@ def check_finding(lib: str, finding: dict, seed: int = 0) -> dict:
             continue
         record["result"] = "same"
         reached += iterations is None or iterations >= 2
-    agreed = [c for c in out["calls"] if c["result"] == "same"]
+    agreed = [c for c in out["calls"] if c["result"] in ("same", "ran")]
     if out["status"] == "WRONG":
+        return out
+    if original_only:
+        out["status"] = "ran"
         return out
     if not agreed:
         out["why"] = "the original raised on every realistic input"
@@ -469,8 +515,8 @@ def section(args, tmp: str, code: str) -> dict:
                  "package_untouched": untouched, "error": report.get("error")}
         if "error" not in report:
             entry.update(counts(report))
-            entry["findings"] = [{k: f.get(k) for k in ("path", "line", "function", "pattern", "status", "safety",
-                                                         "message", "reached", "iterations")}
+            entry["findings"] = [{k: f.get(k) for k in ("path", "line", "column", "function", "pattern", "status",
+                                                         "safety", "assumptions", "message", "reached", "iterations")}
                                  | {"path": str(Path(f["path"]).relative_to(base.parent)),
                                     "reason": reason_class(f["message"]) if f["status"] == "unverifiable" else None}
                                  for f in report["findings"]]
@@ -511,13 +557,48 @@ def section(args, tmp: str, code: str) -> dict:
     return result
 
 
+def try_entries(results: Path = RESULTS) -> list[str]:
+    """Each realistic-input entry run through the original alone, for the findings of the
+    last run (any status): whether its calls run and reach the loop. For writing entries
+    before the verifier passes their rewrites."""
+    import warnings
+
+    from benchmarks import real_inputs
+
+    warnings.simplefilter("ignore")
+    data = json.loads(results.read_text(encoding="utf-8"))
+    lines, seen = [], set()
+    for lib, entry in data["libraries"].items():
+        base = package_dir(entry["findings"][0]["path"].split("/")[0]).parent if entry.get("findings") else None
+        for f in entry.get("findings", []):
+            f = {**f, "path": str(base / f["path"])}
+            key = input_key(lib, f["path"], f["function"])
+            if key not in real_inputs.INPUTS or (key, f["line"]) in seen:
+                continue
+            seen.add((key, f["line"]))
+            try:
+                out = check_finding(lib, f, original_only=True)
+            except Exception as e:  # a broken entry: say so and go on
+                lines.append(f"{key} line {f['line']}: crashed: {type(e).__name__}: {e}")
+                continue
+            calls = "".join(f"\n    {c['label']}: {c['result']} ({c['iterations']} it.)" for c in out["calls"])
+            lines.append(f"{key} line {f['line']} [{f['status']}]: {out['why'] if out['status'] != 'ran' else ''}"
+                         f"{calls}")
+    known = {k for k, _ in seen}
+    lines += [f"{key}: no finding of the last run" for key in real_inputs.INPUTS if key not in known]
+    return lines
+
+
 def main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[0] == "check":
         items = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
         check_all(items, argv[2])
         return 0
-    print("usage: python -m benchmarks.real check IN.json OUT.json  (the section runs from python -m benchmarks)",
-          file=sys.stderr)
+    if argv[:1] == ["entries"]:
+        print("\n".join(try_entries(Path(argv[1]) if len(argv) > 1 else RESULTS)))
+        return 0
+    print("usage: python -m benchmarks.real check IN.json OUT.json | entries [RESULTS.json]\n"
+          "(the section itself runs from python -m benchmarks --only real)", file=sys.stderr)
     return 2
 
 

@@ -118,3 +118,371 @@ def _join_list() -> list[Call]:
         Call((stats(0), stats(1)), label="two seeds' stats, 3 epochs"),
         Call(([[1.0], [2.0]], [[3.0], [4.0]]), label="lists of number lists"),
     ]
+
+
+# --------------------------------------------------------------------------- not verified today
+# Entries for candidates the verifier leaves unverifiable or refutes today, so that a
+# verifier that learns to pass them (reach search, kinds, instances) is checked at once.
+
+
+@inputs("torchmetrics:torchmetrics.functional.audio.pit.pit_permutate")
+def _pit_permutate() -> list[Call]:
+    # preds [batch, spk, time] and the int64 permutation [batch, spk] that
+    # permutation_invariant_training returns.
+    import torch
+    from torchmetrics.functional.audio import permutation_invariant_training, pit_permutate, \
+        scale_invariant_signal_distortion_ratio
+
+    preds, target = torch.randn(3, 2, 100), torch.randn(3, 2, 100)
+
+    def pit():
+        _, perm = permutation_invariant_training(preds, target, scale_invariant_signal_distortion_ratio)
+        return pit_permutate(preds, perm)
+
+    return [
+        Call((preds, torch.tensor([[1, 0], [0, 1], [1, 0]])), label="3 batches of 2 speakers"),
+        Call((torch.randn(4, 3, 16), torch.stack([torch.randperm(3) for _ in range(4)])), label="3 speakers"),
+        Call(through=pit, label="after permutation_invariant_training"),
+    ]
+
+
+def _roc_curves():
+    """(fpr, tpr) lists of ragged per-class curves and (C, T) tensors, as multiclass_roc gives."""
+    import torch
+    from torchmetrics.functional.classification import multiclass_roc
+
+    preds, target = torch.randn(40, 3).softmax(-1), torch.randint(0, 3, (40,))
+    fpr, tpr, _ = multiclass_roc(preds, target, num_classes=3)
+    binned_fpr, binned_tpr, _ = multiclass_roc(preds, target, num_classes=3, thresholds=11)
+    return (fpr, tpr), (binned_fpr, binned_tpr)
+
+
+@inputs("torchmetrics:torchmetrics.functional.classification.auroc._reduce_auroc")
+def _reduce_auroc() -> list[Call]:
+    import torch
+    from torchmetrics.functional.classification import multiclass_auroc, multilabel_auroc
+
+    ragged, binned = _roc_curves()
+    preds, target = torch.randn(40, 3).softmax(-1), torch.randint(0, 3, (40,))
+    return [
+        Call(ragged, label="ragged per-class curves"),
+        Call(ragged, {"average": "none"}, label="ragged curves, no reduction"),
+        Call(binned, label="binned (C, T) curves"),
+        Call(through=lambda: multiclass_auroc(preds, target, num_classes=3, average="none"), label="multiclass_auroc"),
+        Call(through=lambda: multilabel_auroc(torch.rand(30, 4), torch.randint(0, 2, (30, 4)), num_labels=4),
+             label="multilabel_auroc"),
+    ]
+
+
+@inputs("torchmetrics:torchmetrics.functional.classification.average_precision._reduce_average_precision")
+def _reduce_average_precision() -> list[Call]:
+    import torch
+    from torchmetrics.functional.classification import multiclass_average_precision, multiclass_precision_recall_curve
+
+    preds, target = torch.randn(40, 3).softmax(-1), torch.randint(0, 3, (40,))
+    precision, recall, _ = multiclass_precision_recall_curve(preds, target, num_classes=3)
+    return [
+        Call((precision, recall), label="ragged per-class precision/recall curves"),
+        Call((precision, recall), {"average": "none"}, label="no reduction"),
+        Call(through=lambda: multiclass_average_precision(preds, target, num_classes=3, average="none"),
+             label="multiclass_average_precision"),
+    ]
+
+
+@inputs("torchmetrics:torchmetrics.functional.classification.eer._eer_compute")
+def _eer_compute() -> list[Call]:
+    import torch
+    from torchmetrics.functional.classification import multiclass_eer
+
+    ragged, binned = _roc_curves()
+    preds, target = torch.randn(40, 3).softmax(-1), torch.randint(0, 3, (40,))
+    return [
+        Call(ragged, label="ragged per-class curves"),
+        Call(binned, label="binned (C, T) curves"),
+        Call(through=lambda: multiclass_eer(preds, target, num_classes=3), label="multiclass_eer"),
+    ]
+
+
+@inputs("torchmetrics:torchmetrics.functional.regression.spearman._spearman_corrcoef_compute")
+def _spearman() -> list[Call]:
+    # (N, num_outputs) predictions and targets; ranks are computed per output column.
+    import torch
+    from torchmetrics.functional.regression import spearman_corrcoef
+
+    preds, target = torch.randn(50, 3), torch.randn(50, 3)
+    ties = torch.randint(0, 5, (30, 2)).float()
+    return [
+        Call((preds, target), label="50 samples, 3 outputs"),
+        Call((ties, torch.randint(0, 5, (30, 2)).float()), label="values with ties"),
+        Call(through=lambda: spearman_corrcoef(preds, target), label="spearman_corrcoef"),
+    ]
+
+
+@inputs("torchmetrics:torchmetrics.image.psnr.PeakSignalNoiseRatio.compute")
+def _psnr_compute() -> list[Call]:
+    import torch
+    from torchmetrics.image import PeakSignalNoiseRatio
+
+    def updated(dim=None, reduction="elementwise_mean"):
+        m = PeakSignalNoiseRatio(data_range=1.0, dim=dim, reduction=reduction)
+        m.update(torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16))
+        m.update(torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16))
+        return m
+
+    return [
+        Call(instance=lambda: updated(), label="two batches of images"),
+        Call(instance=lambda: updated(dim=(1, 2, 3), reduction="none"), label="per-image PSNR (list states)"),
+    ]
+
+
+@inputs("torchmetrics:torchmetrics.retrieval.precision_recall_curve.RetrievalPrecisionRecallCurve.compute")
+def _retrieval_pr_curve() -> list[Call]:
+    import torch
+    from torchmetrics.retrieval import RetrievalPrecisionRecallCurve
+
+    def updated(max_k=None):
+        m = RetrievalPrecisionRecallCurve(max_k=max_k)
+        m.update(torch.rand(12), torch.randint(0, 2, (12,)), indexes=torch.tensor([0] * 4 + [1] * 4 + [2] * 4))
+        return m
+
+    return [Call(instance=updated, label="3 queries of 4"), Call(instance=lambda: updated(3), label="max_k=3")]
+
+
+@inputs("torchmetrics:torchmetrics.wrappers.bootstrapping.BootStrapper.compute")
+def _bootstrapper_compute() -> list[Call]:
+    import torch
+    from torchmetrics.classification import MulticlassAccuracy
+    from torchmetrics.wrappers import BootStrapper
+
+    def updated():
+        torch.manual_seed(1)
+        m = BootStrapper(MulticlassAccuracy(num_classes=3, average="micro"), num_bootstraps=5, quantile=0.9, raw=True)
+        m.update(torch.randint(0, 3, (20,)), torch.randint(0, 3, (20,)))
+        return m
+
+    return [Call(instance=updated, label="5 bootstraps of an accuracy")]
+
+
+@inputs("torchmetrics:torchmetrics.wrappers.tracker.MetricTracker.compute_all")
+def _tracker_compute_all() -> list[Call]:
+    import torch
+    from torchmetrics import MetricCollection
+    from torchmetrics.classification import MulticlassAccuracy, MulticlassPrecision
+    from torchmetrics.wrappers import MetricTracker
+
+    def tracked(metric):
+        t = MetricTracker(metric)
+        for _ in range(3):
+            t.increment()
+            t.update(torch.randint(0, 3, (10,)), torch.randint(0, 3, (10,)))
+        return t
+
+    return [
+        Call(instance=lambda: tracked(MulticlassAccuracy(num_classes=3)), label="3 epochs of an accuracy"),
+        Call(instance=lambda: tracked(MetricCollection([MulticlassAccuracy(num_classes=3),
+                                                        MulticlassPrecision(num_classes=3)])),
+             label="3 epochs of a collection (dict results)"),
+    ]
+
+
+@inputs("kornia:kornia.color.yuv.rgb_to_yuv420")
+def _rgb_to_yuv420() -> list[Call]:
+    import torch
+
+    return [
+        Call((torch.rand(3, 8, 8),), label="one 3x8x8 image"),
+        Call((torch.rand(2, 3, 16, 32),), label="a batch of 2"),
+        Call((torch.rand(2, 4, 3, 8, 8),), label="a video: 2 clips of 4 frames"),
+    ]
+
+
+@inputs("kornia:kornia.enhance.normalize.normalize")
+def _normalize() -> list[Call]:
+    import torch
+    from kornia.enhance import Normalize
+
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    return [
+        Call((torch.rand(2, 3, 16, 16), mean, std), label="ImageNet statistics on 2x3x16x16"),
+        Call((torch.rand(2, 3, 4, 8, 8), mean, std), label="a 5-D video batch"),
+        Call((torch.rand(1, 4, 8), torch.zeros(4), torch.ones(4)), label="a 3-D signal"),
+        Call(through=lambda: Normalize(mean, std)(torch.rand(2, 3, 16, 16)), label="the Normalize module"),
+    ]
+
+
+@inputs("kornia:kornia.geometry.transform.affwarp.resize")
+def _resize() -> list[Call]:
+    import torch
+
+    return [
+        Call((torch.rand(1, 3, 32, 48), (16, 24)), label="a batch to half size"),
+        Call((torch.rand(3, 20, 30), 10), label="one image, the short side to 10"),
+        Call((torch.rand(2, 4, 3, 16, 16), (8, 8)), {"antialias": True}, label="a 5-D video batch, antialiased"),
+    ]
+
+
+@inputs("kornia:kornia.geometry.boxes.Boxes.merge")
+def _boxes_merge() -> list[Call]:
+    # Boxes of a batch with a different number of boxes per image are padded (`_N`).
+    import torch
+    from kornia.geometry.boxes import Boxes
+
+    def boxes(counts):
+        return Boxes.from_tensor([torch.tensor([[1.0, 1.0, 5.0, 6.0]]).repeat(n, 1) + k for k, n in enumerate(counts)],
+                                 mode="xyxy")
+
+    return [
+        Call((boxes([2, 1]),), instance=lambda: boxes([1, 3]), label="padded batches of boxes"),
+        Call((boxes([2, 2]),), {"inplace": True}, instance=lambda: boxes([1, 3]), label="in place"),
+    ]
+
+
+@inputs("monai:monai.apps.detection.utils.box_coder.BoxCoder.decode")
+def _box_coder_decode() -> list[Call]:
+    import torch
+    from monai.apps.detection.utils.box_coder import BoxCoder
+
+    refs = [torch.tensor([[0.0, 0, 0, 10, 10, 10], [5, 5, 5, 20, 20, 20]]), torch.tensor([[1.0, 2, 3, 8, 9, 10]])]
+    return [Call((torch.randn(3, 6), refs), instance=lambda: BoxCoder(weights=(1.0,) * 6),
+                 label="3 boxes' codes of two images, 3-D")]
+
+
+def _monai_transform(make, shape=(3, 16, 16)):
+    """A direct call and a call through a Compose pipeline, of a transform built with a fixed seed."""
+    import torch
+    from monai.transforms import Compose
+
+    image = torch.rand(*shape)
+
+    def seeded():
+        t = make()
+        if hasattr(t, "set_random_state"):
+            t.set_random_state(seed=0)
+        return t
+
+    return [
+        Call((image,), instance=seeded, label=f"a {'x'.join(map(str, shape))} channel-first image"),
+        Call(through=lambda: Compose([seeded()])(image.clone()), label="through Compose"),
+    ]
+
+
+@inputs("monai:monai.transforms.intensity.array.RandShiftIntensity.__call__")
+def _rand_shift_intensity() -> list[Call]:
+    from monai.transforms import RandShiftIntensity
+
+    return _monai_transform(lambda: RandShiftIntensity(offsets=0.5, prob=1.0, channel_wise=True))
+
+
+@inputs("monai:monai.transforms.intensity.array.StdShiftIntensity.__call__")
+def _std_shift_intensity() -> list[Call]:
+    from monai.transforms import StdShiftIntensity
+
+    return _monai_transform(lambda: StdShiftIntensity(factor=0.5, channel_wise=True))
+
+
+@inputs("monai:monai.transforms.intensity.array.RandScaleIntensity.__call__")
+def _rand_scale_intensity() -> list[Call]:
+    from monai.transforms import RandScaleIntensity
+
+    return _monai_transform(lambda: RandScaleIntensity(factors=0.3, prob=1.0, channel_wise=True))
+
+
+@inputs("monai:monai.transforms.intensity.array.ClipIntensityPercentiles.__call__")
+def _clip_intensity_percentiles() -> list[Call]:
+    from monai.transforms import ClipIntensityPercentiles
+
+    return _monai_transform(lambda: ClipIntensityPercentiles(lower=5, upper=95, channel_wise=True))
+
+
+@inputs("monai:monai.transforms.intensity.array.ScaleIntensityRangePercentiles.__call__")
+def _scale_intensity_range_percentiles() -> list[Call]:
+    from monai.transforms import ScaleIntensityRangePercentiles
+
+    return _monai_transform(lambda: ScaleIntensityRangePercentiles(lower=5, upper=95, b_min=0.0, b_max=1.0,
+                                                                   channel_wise=True))
+
+
+@inputs("monai:monai.transforms.intensity.array.RandIntensityRemap.__call__")
+def _rand_intensity_remap() -> list[Call]:
+    from monai.transforms import RandIntensityRemap
+
+    return _monai_transform(lambda: RandIntensityRemap(prob=1.0, kernel_size=5, channel_wise=True), (2, 8, 8, 8))
+
+
+@inputs("monai:monai.transforms.intensity.array.RandRicianNoise.__call__")
+def _rand_rician_noise() -> list[Call]:
+    from monai.transforms import RandRicianNoise
+
+    return _monai_transform(lambda: RandRicianNoise(prob=1.0, mean=0.0, std=0.1, channel_wise=True))
+
+
+@inputs("monai:monai.transforms.utils.rescale_instance_array")
+def _rescale_instance_array() -> list[Call]:
+    # MONAI passes numpy arrays (and tensors) of channel-first images.
+    import numpy as np
+    import torch
+
+    return [
+        Call((np.random.rand(3, 8, 8).astype(np.float32),), label="a numpy 3x8x8 image"),
+        Call((torch.rand(2, 4, 4).numpy(),), {"minv": -1.0, "maxv": 1.0}, label="numpy, rescaled to [-1, 1]"),
+    ]
+
+
+@inputs("monai:monai.networks.nets.navit._group_images_by_max_seq_len")
+def _group_images() -> list[Call]:
+    # A flat list of channel-first images of different sizes.
+    import torch
+
+    images = [torch.rand(3, 32, 32), torch.rand(3, 64, 32), torch.rand(3, 16, 16), torch.rand(3, 64, 64)]
+    return [Call((images, 8), {"max_seq_len": 64}, label="4 images of 3 sizes, patches of 8")]
+
+
+@inputs("kornia:kornia.contrib.diamond_square.diamond_square")
+def _diamond_square() -> list[Call]:
+    import torch
+
+    return [
+        Call(((1, 1, 9, 9),), label="one 9x9 fractal"),
+        Call(((2, 3, 16, 16),), {"roughness": 0.7, "normalize_range": (0.0, 1.0)}, label="2x3 16x16, normalized"),
+        Call(((2, 1, 8, 8),), {"roughness": torch.tensor([0.3, 0.8])}, label="a roughness per sample"),
+    ]
+
+
+@inputs("torch_geometric:torch_geometric.visualization.influence.influence")
+def _influence() -> list[Call]:
+    # A model of node features, the node features (N, F), and the model's other arguments.
+    import torch
+    from torch_geometric.nn import GCNConv
+
+    torch.manual_seed(0)
+    conv = GCNConv(4, 3)
+    edge_index = torch.tensor([[0, 1, 1, 2, 3], [1, 0, 2, 3, 2]])
+    return [
+        Call((torch.nn.Linear(4, 3), torch.randn(5, 4)), label="a linear layer on 5 nodes"),
+        Call((conv, torch.randn(4, 4), edge_index), label="a GCN layer on a 4-node graph"),
+    ]
+
+
+@inputs("torch_geometric:torch_geometric.nn.to_hetero_module.ToHeteroLinear.dict_forward")
+def _to_hetero_linear() -> list[Call]:
+    import torch
+    from torch_geometric.nn.to_hetero_module import ToHeteroLinear
+
+    def module():
+        torch.manual_seed(0)
+        return ToHeteroLinear(torch.nn.Linear(4, 2), ["paper", "author"])
+
+    return [Call(({"paper": torch.randn(5, 4), "author": torch.randn(3, 4)},), instance=module,
+                 label="two node types")]
+
+
+@inputs("torch_geometric:torch_geometric.io.sdf.parse_sdf")
+def _parse_sdf() -> list[Call]:
+    # A molfile (V2000) of water: header lines, counts line, atom block, bond block.
+    water = ("water\n  generated\n\n"
+             "  3  2  0  0  0  0  0  0  0  0999 V2000\n"
+             "    0.0000    0.0000    0.0000 O   0  0  0  0  0  0  0  0  0  0  0  0\n"
+             "    0.9572    0.0000    0.0000 H   0  0  0  0  0  0  0  0  0  0  0  0\n"
+             "   -0.2400    0.9266    0.0000 H   0  0  0  0  0  0  0  0  0  0  0  0\n"
+             "  1  2  1  0\n  1  3  1  0\nM  END\n")
+    return [Call((water,), label="a water molecule")]
