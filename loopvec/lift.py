@@ -841,7 +841,7 @@ def _lift_builtin(node: cst.Call, name: str, scope: LiftScope) -> Lifted:
     if name == "int" and len(pos) == 1:
         return Lifted(method(pos[0].node, "long"), True, "int")
     if name == "bool" and len(pos) == 1:
-        return Lifted(cst.parse_expression(f"({code(pos[0].node)}) != 0"), True, "bool")
+        return Lifted(exprs.compare(pos[0].node, ("!=", "0")), True, "bool")
     if name == "round" and len(pos) in (1, 2) and pos[0].kind == "tensor":
         extra = {"decimals": pos[1].node} if len(pos) == 2 else {}
         return Lifted(call(scope.torch_fn("round"), pos[0].node, **extra), True, "tensor")
