@@ -7,11 +7,14 @@ invalidates everything). A second `scan` of an unchanged tree reads plans instea
 parsing.
 
 Verdicts: keyed by everything a verdict depends on that loopvec can see: both sides'
-source (the rewritten function, its prelude), the hints, the verifier settings, the
+source (the rewritten function, its prelude), the hints, the observed inputs
+(`loopvec record`), the verifier settings, the
 fingerprint, the Python and torch versions, and the text of *every* file of the run
 (a rewrite may call a helper in a sibling module). A change anywhere in the tree, or to
 loopvec, re-verifies everything. Code outside the tree other than torch (an installed
 helper package) is not in the key: `--no-cache` re-verifies after such a change.
+
+Observed inputs: what `loopvec record` saw of each function (`observed_entry`).
 
 Entries are pickles written atomically; an entry that cannot be read is a miss, and a
 cache that cannot be written is skipped silently (it only saves time).
@@ -160,7 +163,8 @@ class Verdicts:
         self.base = (fingerprint(), _torch_version(), tree, astuple(replace(settings, workers=1)))
 
     def _key(self, cand: Any) -> str:
-        return _key("verdict", *self.base, cand.reference, cand.candidate, cand.hints)
+        return _key("verdict", *self.base, cand.reference, cand.candidate, cand.hints,
+                    observed_hash(getattr(cand, "observed", None)))
 
     def get(self, cand: Any):
         from .verify.types import Verdict
@@ -173,3 +177,29 @@ class Verdicts:
         if any(word in verdict.message for word in _TRANSIENT):
             return
         _store(_entry(self.folder, "verdicts", self._key(cand)), replace(verdict, key=""))
+
+
+# --------------------------------------------------------------------------- observed inputs
+
+
+def observed_entry(folder: str, path: str, qualname: str) -> Path:
+    """Where `loopvec record` keeps what it saw of one function (`observed.Record`); its
+    samples lie beside it, named `<entry stem>-<hash>.pt`. Keyed by the file's resolved
+    path and the function's qualified name only: a rewrite or an edit of the function
+    keeps what was observed of its callers' values."""
+    return _entry(folder, "observed", _key("observed", str(Path(path).resolve()), qualname))
+
+
+def store_observed(entry: Path, record: Any) -> None:
+    _store(entry, record)
+
+
+def observed_hash(entry: str | None) -> str | None:
+    """A hash of a stored record (it names its samples by their hash): part of a
+    verdict's key, so a new recording re-verifies."""
+    if not entry:
+        return None
+    try:
+        return hashlib.sha256(Path(entry).read_bytes()).hexdigest()
+    except OSError:
+        return None
