@@ -310,3 +310,17 @@ def test_an_accumulator_set_in_a_branch_declines_and_the_file_goes_on(start, loo
     declined = [d for d in plan.declined if d.function == "f"]
     assert len(declined) == 1 and ("does not start as" in declined[0].message
                                    or "x.nonzero()" in declined[0].message)
+
+
+@pytest.mark.parametrize("element, new", [
+    # torch.sum(v)'s argument is not parenthesised in the source: the batched form must be
+    ("-torch.sum(p[i, :-1] * p[i, 1:])", "-(p[:, :-1] * p[:, 1:]).sum(1)"),
+    ("torch.sum(p[i, 1:] - p[i, :-1]) ** 2", "(p[:, 1:] - p[:, :-1]).sum(1) ** 2"),
+    ("-torch.mean(d * p[i, :-1])", "-(d * p[:, :-1]).reshape(len(p), -1).mean(1)"),
+    ("torch.sum(-p[i])", "(-p).sum(1)"),
+], ids=["minus the sum of a product", "square of the sum of a difference", "mean of a scaled row",
+        "sum of a negation"])
+def test_row_reduction_of_a_function_argument_keeps_the_argument_whole(element, new):
+    src = (f"import torch\ndef f(p, d: float):  # loopvec: shapes p=[n,4]\n"
+           f"    return torch.stack([{element} for i in range(len(p))])\n")
+    assert _messages(src) == [f"becomes `{new}`"]
