@@ -152,7 +152,7 @@ def _extend(children):
 TREES = st.recursive(_names | _ints | _floats, _extend, max_leaves=12)
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(TREES)
 def test_rendered_code_parses_back_to_the_same_tree(tree):
     node, expected = tree
