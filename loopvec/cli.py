@@ -13,6 +13,7 @@ from enum import Enum
 from typing import List, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from . import __version__
 from .config import Config, ConfigError, load
@@ -331,6 +332,63 @@ def profile(
     if code:
         _err(f"loopvec: the profiled command exited with {code}")
     raise typer.Exit(code if code else 0)
+
+
+class _CommandAfterDashes(TyperCommand):
+    """`loopvec record [PATHS] -- COMMAND`: what follows `--` is the command, kept whole."""
+
+    def parse_args(self, ctx, args):
+        if "--" in args:
+            k = args.index("--")
+            ctx.meta["command"] = args[k + 1:]
+            args = args[:k]
+        return super().parse_args(ctx, args)
+
+
+@app.command(cls=_CommandAfterDashes)
+def record(
+    ctx: typer.Context,
+    paths: Optional[List[str]] = typer.Argument(None, help="Files or folders whose functions with candidate loops "
+                                                           "to watch (default: the working directory); then `--` "
+                                                           "and the command: loopvec record src -- python -m pytest"),
+    pattern: Optional[List[str]] = PatternOpt,
+    no_cache: bool = NoCacheOpt,
+) -> None:
+    """Run a command and record the kinds of values (and a few small samples) the functions holding candidate
+    loops receive; `apply` and `verify` then draw their inputs from them."""
+    from .cache import cache_dir
+    from .record import plan_targets, run_recorded
+
+    command = list(ctx.meta.get("command") or [])
+    if not command:
+        _err("loopvec: error: give the command after `--`: loopvec record src -- python -m pytest tests")
+        raise typer.Exit(2)
+    roots = list(paths or [os.getcwd()])
+    cfg = _config(roots)
+    _check_patterns(pattern or cfg.patterns)
+    options = _options(roots, pattern, None, cfg, cache=not no_cache)
+    with _interruptible():
+        targets = plan_targets(options)
+        if not targets:
+            _err("loopvec record: no function with a candidate loop under the given paths; running nothing")
+            raise typer.Exit(0)
+        code, records = run_recorded(command, targets, cache_dir(options.root))
+    from .files import display_path
+    from .observed import describe_kinds
+
+    seen = {(r.path, r.qualname) for r in records}
+    for r in sorted(records, key=lambda r: (r.path, r.qualname)):
+        typer.echo(f"{display_path(r.path)}::{r.qualname}: {r.summary()}")
+        for line in describe_kinds(r):
+            typer.echo(f"  {line}")
+    for t in targets:
+        if (t.path, t.qualname) not in seen:
+            typer.echo(f"{display_path(t.path)}::{t.qualname}: not called")
+    _err(f"loopvec record: {len(records)} of {len(targets)} functions with candidate loops were called; "
+         f"kept in {cache_dir(options.root)}")
+    if code:
+        _err(f"loopvec: the recorded command exited with {code}")
+    raise typer.Exit(code if code >= 0 else 128 - code)  # killed by a signal: as a shell says it
 
 
 @app.command()

@@ -127,10 +127,10 @@ def _find(tree: ast.Module, qualname: str) -> tuple[ast.FunctionDef | ast.AsyncF
 
 def _attributes_read(node: ast.AST, self_name: str) -> tuple[str, ...]:
     """`self.X` read anywhere in the method (the first name of a chain: `self.cfg.eps` -> cfg)."""
-    names = [n.attr for n in ast.walk(node)
+    reads = [n for n in ast.walk(node)
              if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == self_name
              and isinstance(n.ctx, ast.Load)]
-    return tuple(dict.fromkeys(names))
+    return tuple(dict.fromkeys(n.attr for n in sorted(reads, key=lambda n: (n.lineno, n.col_offset))))
 
 
 def plan_targets(options: Any) -> list[Target]:

@@ -223,8 +223,17 @@ def _hints_for(path: str, qualname: str, options: RunOptions) -> tuple[tuple[str
 
 def _candidate(p: Planned, source_fn: str, options: RunOptions) -> Candidate:
     path = str(Path(p.path).resolve())
+    observed_hints, observed = _observed(path, p.qualname, options)
     return Candidate(Impl(path, p.qualname), Impl(path, p.qualname, source_fn, p.prelude),
-                     _hints_for(path, p.qualname, options), p.key)
+                     _hints_for(path, p.qualname, options) + observed_hints, p.key, observed)
+
+
+def _observed(path: str, qualname: str, options: RunOptions) -> tuple[tuple[tuple[str, str], ...], str | None]:
+    """What `loopvec record` saw of the function: hints (after the configured ones, so
+    they win) and the record the verifier replays; ((), None) when it was never recorded."""
+    from .observed import observed_inputs
+
+    return observed_inputs(cache.cache_dir(options.root), path, qualname)
 
 
 def _verify(cands: list[Candidate], settings: VerifySettings, cached: cache.Verdicts | None = None,
@@ -361,9 +370,10 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
                 fn = None
             key = f"{fp.path}::{qual}::combined"
             if fn is not None:
+                observed_hints, observed = _observed(fp.path, qual, options)
                 combined.append(Candidate(Impl(str(Path(fp.path).resolve()), qual),
                                           Impl(str(Path(fp.path).resolve()), qual, fn, members[0].prelude),
-                                          _hints_for(fp.path, qual, options), key))
+                                          _hints_for(fp.path, qual, options) + observed_hints, key, observed))
             combined_members[key] = members
     together = _verify(combined, options.verify, cached)
     dropped: set[str] = set()
@@ -444,6 +454,8 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
                 message = "verified alone, but not together with another rewrite in the same function"
             elif status == VERIFIED:
                 message = p.message
+            if status in (VERIFIED, REWRITTEN) and verdict is not None and verdict.observed:
+                message = f"{message}; on observed inputs"
             # a called parameter was replaced by a row-independent stand-in: the proof covers
             # functions that treat rows independently and have no side effects, no others
             assumptions = p.assumptions + tuple(

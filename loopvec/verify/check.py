@@ -15,16 +15,19 @@ from typing import Any
 
 import torch
 from hypothesis import HealthCheck, Phase, Verbosity, given, reject, seed
+from hypothesis import example as hyp_example
+from hypothesis import strategies as st
 from hypothesis import settings as hyp_settings
 from hypothesis.errors import Unsatisfiable
 from hypothesis.reporting import with_reporter
 
 from loopvec.analysis.usage import usage_facts
+from loopvec.observed import SELF, Replay, replay
 
 from .inputs import OMIT, arguments, can_mix, to_device
 from .loading import ImportExit, LoadError, Loaded, load
 from .oracle import Difference, UserExit, describe_error, grad_difference, judge, run, seed_everything
-from .plan import Plan, build_plan
+from .plan import Param, Plan, build_plan
 from .report import counterexample
 from .specs import SpecError, parse_spec
 from .types import Candidate, Verdict, VerifySettings
@@ -84,15 +87,19 @@ def _check(cand: Candidate, settings: VerifySettings, started: float, timings: l
     devices = devices_for(settings.device)
     if not devices:
         return Verdict("unverifiable", f"device {settings.device!r} requested but CUDA is not available")
-    ref = load(cand.reference)
-    new = load(cand.candidate)
+    observed = replay(cand.observed)  # what `loopvec record` saw of the function, if anything
+    ref = load(cand.reference, bare=observed is not None)
+    new = load(cand.candidate, bare=observed is not None)
     timings.append(("load", round(time.perf_counter() - started, 4)))
     plan = _plan(ref, new, cand)
-    if ref.owner is not None and not ref.definition.static:
+    if ref.owner is not None and not ref.definition.static and observed is None:
         _try_instance(ref)
-    search = _search(ref, new, plan, settings, devices, started)
+    search = _search(ref, new, plan, settings, devices, started, observed)
     timings.append(("search", round(time.perf_counter() - started, 4)))
-    return replace(_verdict(search, plan, settings, devices), stand_ins=plan.stand_ins)
+    verdict = replace(_verdict(search, plan, settings, devices), stand_ins=plan.stand_ins)
+    if observed is not None:
+        verdict = replace(verdict, observed=True, message=f"{verdict.message}; on observed inputs ({observed.note})")
+    return verdict
 
 
 def _verdict(search: _Search, plan: Plan, settings: VerifySettings, devices: tuple[str, ...]) -> Verdict:
@@ -143,7 +150,9 @@ def _plan(ref: Loaded, new: Loaded, cand: Candidate) -> Plan:
     except SpecError as e:
         raise LoadError("unverifiable", f"bad hint: {e}") from None
     facts = usage_facts(ref.definition.node, skip_first=ref.definition.skips_first)
-    return build_plan(ref.definition.params(), facts, hints)
+    # a method's observed attributes are drawn as arguments are (`self.factors=[n]` shares n)
+    attrs = [Param(name) for name in hints if name.startswith(SELF) and ref.owner is not None]
+    return build_plan(ref.definition.params() + attrs, facts, hints)
 
 
 def _try_instance(ref: Loaded) -> None:
@@ -159,7 +168,8 @@ def _try_instance(ref: Loaded) -> None:
 
 
 def _search(
-    ref: Loaded, new: Loaded, plan: Plan, settings: VerifySettings, devices: tuple[str, ...], started: float
+    ref: Loaded, new: Loaded, plan: Plan, settings: VerifySettings, devices: tuple[str, ...], started: float,
+    observed: Replay | None = None,
 ) -> _Search:
     """Run the examples: one hypothesis run per value dtype, one of strided inputs, and,
     where two arguments take the value dtype, one that gives them different dtypes.
@@ -188,7 +198,10 @@ def _search(
         elif now > search_until:
             state.stopped_early = True
             raise _GiveUp
-        given_args = {k: v for k, v in named.items() if v is not OMIT}
+        given_args = {k: v for k, v in named.items() if v is not OMIT and not k.startswith(SELF)}
+        if observed is not None:  # the instance holds the observed attributes, drawn or fixed
+            ref.attrs = new.attrs = {**observed.fixed, **{k[len(SELF):]: v for k, v in named.items()
+                                                          if k.startswith(SELF)}}
         for device in devices:
             bound = sig.bind_partial(**to_device(given_args, device))
             ref_call, new_call = callers[device]
@@ -219,6 +232,10 @@ def _search(
         if state.failure is None:
             state.valid += 1
 
+    if observed is not None:
+        _replay_samples(example, observed.samples, settings.seed, set(names))
+        if state.failure is not None:
+            return state  # a call the code really received tells against the rewrite: that is the counterexample
     first, *others = plan.value_dtypes
     runs = [
         arguments(replace(plan, value_dtypes=(dtype,)), strided)
@@ -235,6 +252,29 @@ def _search(
         if state.failure is not None or state.stopped_early or state.rejected >= give_up_after:
             break
     return state
+
+
+def _replay_samples(example, samples: list[dict[str, Any]], seed_value: int, names: set[str]) -> None:
+    """The recorded calls, first, as hypothesis's explicit examples: values the code really
+    received (a ragged list, a numpy array) that no strategy draws. Not shrunk."""
+    # a parameter renamed or removed since the recording: that call no longer fits
+    samples = [s for s in samples if all(k in names or k.startswith(SELF) for k in s)]
+    if not samples:
+        return
+
+    def recorded(named: dict[str, Any]) -> None:  # its own function: explicit examples stick to it
+        example(named)
+
+    for sample in samples:
+        recorded = hyp_example(sample)(recorded)
+    test = hyp_settings(database=None, deadline=None, suppress_health_check=list(HealthCheck),
+                        verbosity=Verbosity.quiet, phases=(Phase.explicit,), report_multiple_bugs=False,
+                        print_blob=False)(seed(seed_value)(given(st.just({}))(recorded)))
+    try:
+        with with_reporter(lambda *_: None):
+            test()
+    except (_GiveUp, _Mismatch):
+        pass  # a failure is in the state, with the sample as its counterexample
 
 
 def _run_hypothesis(example, strategy, max_examples: int, seed_value: int, state: _Search) -> None:

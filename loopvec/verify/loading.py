@@ -53,6 +53,9 @@ class Loaded:
     definition: Definition
     target: Any  # the function, or the class attribute (function/staticmethod/...)
     owner: type | None  # the class, for methods
+    # a method's instance attributes as observed (`loopvec record`): when set, instances
+    # are built without `__init__`, holding copies of these
+    attrs: dict[str, Any] | None = None
 
     def signature(self) -> inspect.Signature:
         func = inspect.unwrap(getattr(self.target, "__func__", self.target))
@@ -62,7 +65,7 @@ class Loaded:
         return sig
 
     def make_instance(self, device: str) -> Any:
-        instance = self.owner()
+        instance = self.owner() if self.attrs is None else bare_instance(self.owner, self.attrs, device)
         if device != "cpu" and hasattr(instance, "to") and callable(instance.to):
             import torch
 
@@ -88,7 +91,9 @@ class Loaded:
 _loaded_files: dict[str, int] = {}  # module name -> mtime_ns it was imported at
 
 
-def load(impl: Impl) -> Loaded:
+def load(impl: Impl, bare: bool = False) -> Loaded:
+    """`bare`: a method's instances will be built from observed attributes (`Loaded.attrs`),
+    so a constructor that needs arguments does not stop it."""
     path = Path(impl.path).resolve()
     if not path.is_file():
         raise LoadError("unverifiable", f"no such file: {impl.path}")
@@ -102,11 +107,11 @@ def load(impl: Impl) -> Loaded:
         raise LoadError("unverifiable", f"{owner_path} in {path.name} is not a class")
     if definition is None:
         definition, target = _compile_rewrite(impl, module, owner)
-        return _checked(Loaded(impl, definition, target, owner))
+        return _checked(Loaded(impl, definition, target, owner), bare)
     target = inspect.getattr_static(owner, name, None) if owner is not None else getattr(module, name, None)
     if target is None:
         raise LoadError("unverifiable", f"{impl.qualname} is not defined when {path.name} is imported")
-    return _checked(Loaded(impl, definition, target, owner))
+    return _checked(Loaded(impl, definition, target, owner), bare)
 
 
 def read_source(path: Path) -> str:
@@ -132,8 +137,26 @@ def _definition_in_file(path: Path, qualname: str) -> Definition:
     return definition
 
 
-def _checked(loaded: Loaded) -> Loaded:
-    if loaded.owner is None or loaded.definition.static:
+def bare_instance(owner: type, attrs: dict[str, Any], device: str = "cpu") -> Any:
+    """An instance of `owner` made without calling its `__init__`, holding copies of `attrs`
+    on `device` (a module gets `nn.Module.__init__` first, so it can hold parameters and
+    submodules)."""
+    import copy
+
+    import torch
+
+    from .inputs import to_device
+
+    instance = object.__new__(owner)
+    if isinstance(instance, torch.nn.Module):
+        torch.nn.Module.__init__(instance)
+    for name, value in to_device(copy.deepcopy(attrs), device).items():
+        setattr(instance, name, value)
+    return instance
+
+
+def _checked(loaded: Loaded, bare: bool = False) -> Loaded:
+    if loaded.owner is None or loaded.definition.static or bare:
         return loaded
     try:
         sig = inspect.signature(loaded.owner)

@@ -31,12 +31,16 @@ class Candidate:
     `hints` are `name -> spec` strings from `[tool.loopvec.hints]` (same syntax as the
     `# loopvec: shapes x=[n,3] k=int` comment on the def line).
     `key` is an opaque label the caller uses to match verdicts to candidates.
+    `observed` is the stored record of the function's calls in a real run (`loopvec
+    record`; `cache.observed_entry`): its samples are replayed first, and a method's
+    instance is built from the attributes it read (`hints` then hold `self.X` specs).
     """
 
     reference: Impl
     candidate: Impl
     hints: tuple[tuple[str, str], ...] = ()
     key: str = ""
+    observed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ class Verdict:
     # (`standin.StandInModel`): the proof holds only for models that treat rows
     # independently, an assumption the report must name.
     stand_ins: tuple[str, ...] = ()
+    observed: bool = False  # inputs came from a recording of real calls (`loopvec record`)
 
     @property
     def ok(self) -> bool:
