@@ -106,7 +106,7 @@ def describe(value: Any, keep_value: bool = False, depth: int = 0) -> Kind:
     numpy = sys.modules.get("numpy")
     if value is None:
         return Kind("none")
-    if isinstance(value, bool):
+    if isinstance(value, bool):  # a scalar's value is kept where asked (an attribute, an argument)
         return Kind("bool", value=value if keep_value else None)
     if isinstance(value, int):
         return Kind("int", value=value if keep_value else None)
@@ -208,6 +208,9 @@ def hints(record: Record) -> tuple[tuple[str, str], ...]:
         dims[ax] = symbol_of[sizes]
     out = []
     for pos, name in enumerate(names):
+        values = {call[pos][1].value for call in named}
+        if named[0][pos][1].kind in _SCALARS and len(values) == 1:
+            continue  # one value in every call (`dim=1`): drawing others would try calls the code never gets
         spec = _spec(name, named[0][pos][1], dims)
         if spec is not None:
             out.append((name, spec))

@@ -44,7 +44,7 @@ SAMPLE_ELEMENTS = 10_000  # a sample's tensors each hold fewer elements than thi
 _SAMPLE_TOTAL = 100_000  # and all of them together
 _SAMPLE_ITEMS = 1_000  # list items in a sample
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
-_CO_GENERATOR = 0x20 | 0x100 | 0x200  # generator, coroutine, async generator: 'call' also means resume
+_CO_GENERATOR = 0x20 | 0x80 | 0x200  # generator, coroutine, async generator: 'call' also means resume
 
 _SITECUSTOMIZE = '''\
 # written by `loopvec record`: start its recorder, then run any sitecustomize it shadows
@@ -233,7 +233,7 @@ class Recorder:
         attrs: dict[str, Any] = {}
         if target.method and names:
             attrs = _instance_attributes(values.pop(names[0], None), target.attrs)
-        sig = Signature(tuple((n, describe(v)) for n, v in values.items()),
+        sig = Signature(tuple((n, describe(v, keep_value=True)) for n, v in values.items()),
                         tuple((n, describe(v, keep_value=True)) for n, v in attrs.items()))
         with self.lock:
             calls = self.calls.get((target.path, target.qualname))
@@ -326,6 +326,10 @@ def _small(value: Any, torch: Any, budget: list[int], depth: int = 0) -> bool:
     if isinstance(value, dict):
         return len(value) <= _SAMPLE_ITEMS and all(
             _small(k, torch, budget, depth + 1) and _small(v, torch, budget, depth + 1) for k, v in value.items())
+    held = getattr(value, "__dict__", None)
+    if isinstance(held, dict) and not callable(value) and not isinstance(value, type) \
+            and type(value).__module__ not in ("builtins", "types"):
+        return _small(held, torch, budget, depth + 1)  # a plain object: a config, a dataclass
     return False
 
 

@@ -3,7 +3,6 @@ only a recording makes verifiable (the sample project in `sample_project/`)."""
 
 import shutil
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +88,6 @@ def test_the_most_frequent_kind_of_call_is_described():
     pytest.param(describe((1, 2)), "tuple[int, ...]", id="a tuple of ints"),
     pytest.param(describe(torch.Size([2, 3])), "tuple[int, ...]", id="a torch.Size"),
     pytest.param(describe(torch.nn.Linear(2, 2)), "callable", id="a module"),
-    pytest.param(describe(2), "int", id="an int"),
 ])
 def test_kinds_the_spec_grammar_states(kind, spec):
     assert hints(_record(({"v": kind}, {}))) == (("v", spec),)
@@ -102,6 +100,12 @@ def test_kinds_the_spec_grammar_states(kind, spec):
 ])
 def test_kinds_no_spec_states_get_no_hint(kind):
     assert hints(_record(({"v": kind}, {}))) == ()
+
+
+def test_an_int_argument_that_changed_is_drawn_and_one_that_did_not_is_left_alone():
+    calls = [({"x": _tensor(4), "dim": describe(1, keep_value=True), "k": describe(k, keep_value=True)}, {})
+             for k in (2, 3)]
+    assert hints(_record(*calls)) == (("x", "[n]:float32"), ("k", "int"))
 
 
 def test_a_scalar_attribute_that_never_changed_is_a_constant():
@@ -236,3 +240,37 @@ def test_recording_the_projects_tests_makes_its_methods_verifiable(tmp_path, mon
     # x is [n, 3], self.factors [n]: `x * self.factors` raises on what the tests pass
     assert "the elementwise rewrite was refuted" in after["samplepkg/rows.py"]
     assert "on observed inputs" in after["samplepkg/rows.py"]
+
+
+class Config:
+    def __init__(self, scale):
+        self.scale = scale
+
+
+class Model:
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def forward(self, x):
+        return [v * self.cfg.scale for v in x]
+
+
+def test_a_plain_config_object_is_kept_in_the_sample(tmp_path):
+    path = Path(__file__)
+    targets = targets_of([(str(path), path.read_text(), ["Model.forward"])])
+    assert [t.attrs for t in targets] == [("cfg",)]
+    out = tmp_path / "calls"
+    out.mkdir()
+    recorder = Recorder(str(out), targets)
+    sys.setprofile(recorder.make_hook())
+    try:
+        Model(Config(2.0)).forward(torch.ones(2))
+    finally:
+        sys.setprofile(None)
+    recorder.dump()
+    [rec] = store(merge(str(out)), str(out), str(tmp_path / "cache"))
+    assert dict(rec.signatures).popitem()[0].attrs == (("cfg", Kind("other", cls="test_record.Config")),)
+    from loopvec.cache import observed_entry
+
+    kept = replay(str(observed_entry(str(tmp_path / "cache"), str(path), "Model.forward")))
+    assert isinstance(kept.fixed["cfg"], Config) and kept.fixed["cfg"].scale == 2.0
