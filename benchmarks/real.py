@@ -379,7 +379,8 @@ def check_finding(lib: str, finding: dict, seed: int = 0, original_only: bool = 
     path, qualname = finding["path"], finding["function"]
     key = input_key(lib, path, qualname)
     out: dict[str, Any] = {"key": key, "pattern": finding["pattern"], "safety": finding.get("safety"),
-                           "line": finding["line"], "status": "unchecked", "why": "", "calls": []}
+                           "line": finding["line"], "verifier": finding.get("status"), "status": "unchecked", "why": "",
+                           "calls": []}
     make = real_inputs.INPUTS.get(key)
     # no entry: nothing says what callers pass, so nothing to check against
     if make is None:
@@ -455,8 +456,10 @@ def check_all(items: list[dict], out_path: str) -> None:
         try:
             result = check_finding(item["lib"], item["finding"])
         except Exception as e:  # a broken entry or library: say so, keep checking the others
-            result = {"key": input_key(item["lib"], item["finding"]["path"], item["finding"]["function"]),
-                      "status": "unchecked", "why": f"the check crashed: {type(e).__name__}: {e}"}
+            f = item["finding"]
+            result = {"key": input_key(item["lib"], f["path"], f["function"]), "line": f["line"],
+                      "verifier": f["status"], "status": "unchecked",
+                      "why": f"the check crashed: {type(e).__name__}: {e}"}
         results.append(result)
         Path(out_path).write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
 
@@ -479,8 +482,8 @@ def run_checks(items: list[dict], tmp: str, env: dict, limit_s: float = CHECK_LI
     done = json.loads(Path(dst).read_text(encoding="utf-8")) if os.path.exists(dst) else []
     for item in items[len(done):]:
         f = item["finding"]
-        done.append({"key": input_key(item["lib"], f["path"], f["function"]), "status": "unchecked",
-                     "why": why or "not reached by the check"})
+        done.append({"key": input_key(item["lib"], f["path"], f["function"]), "line": f["line"],
+                     "verifier": f["status"], "status": "unchecked", "why": why or "not reached by the check"})
     return done
 
 
@@ -488,6 +491,7 @@ def run_checks(items: list[dict], tmp: str, env: dict, limit_s: float = CHECK_LI
 
 
 def section(args, tmp: str, code: str) -> dict:
+    from benchmarks import real_inputs
     from benchmarks.__main__ import code_env, table
 
     install = ensure_installed()
@@ -496,7 +500,7 @@ def section(args, tmp: str, code: str) -> dict:
     env = code_env(code)
     env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(ROOT)])
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ written beside the library's files
-    per_lib, checks, lines = {}, [], []
+    per_lib, checks, other_checks, lines = {}, [], [], []
     for lib in libs:
         version = install["installed"].get(lib.dist)
         files = package_files(lib)
@@ -520,12 +524,23 @@ def section(args, tmp: str, code: str) -> dict:
                                  | {"path": str(Path(f["path"]).relative_to(base.parent)),
                                     "reason": reason_class(f["message"]) if f["status"] == "unverifiable" else None}
                                  for f in report["findings"]]
-            items = [{"lib": lib.name, "finding": f} for f in report["findings"] if f["status"] == "verified"]
+            # The verified rewrites first, so a time-out cuts only the others: those the
+            # verifier refused, checked too where an entry exists, to see whether it was right.
+            verified = [f for f in report["findings"] if f["status"] == "verified"]
+            others = [f for f in report["findings"] if f["status"] != "verified" and f.get("diff")
+                      and input_key(lib.name, f["path"], f["function"]) in real_inputs.INPUTS]
+            items = [{"lib": lib.name, "finding": f} for f in verified + others]
             if items:
-                print(f"real: {lib.name}: checking {len(items)} verified rewrite(s) on realistic inputs", flush=True)
-                checks += run_checks(items, work, env)
+                print(f"real: {lib.name}: checking {len(verified)} verified and {len(others)} other rewrite(s) on "
+                      "realistic inputs", flush=True)
+                done = run_checks(items, work, env)
+                checks += done[:len(verified)]
+                other_checks += done[len(verified):]
         per_lib[lib.name] = entry
     tally = {s: sum(c["status"] == s for c in checks) for s in ("correct", "WRONG", "unchecked")}
+    refused = {}  # (verifier status, status on the library's inputs) -> count
+    for c in other_checks:
+        refused[f"{c['verifier']} / {c['status']}"] = refused.get(f"{c['verifier']} / {c['status']}", 0) + 1
     reasons: dict[str, int] = {}
     for entry in per_lib.values():
         for name, n in entry.get("unverifiable_by_reason", {}).items():
@@ -544,13 +559,26 @@ def section(args, tmp: str, code: str) -> dict:
     lines.append("unverifiable by reason: " + (", ".join(f"{k} {v}" for k, v in sorted(reasons.items(),
                                                                                         key=lambda kv: -kv[1]))
                                                or "none"))
+    wrong_by_safety = {}
+    for c in checks:
+        if c["status"] == "WRONG":
+            wrong_by_safety[c.get("safety")] = wrong_by_safety.get(c.get("safety"), 0) + 1
+    tally["WRONG_by_safety"] = wrong_by_safety
+    split = ", ".join(f"{n} {k}" for k, n in sorted(wrong_by_safety.items(), key=lambda kv: str(kv[0])))
     lines.append(f"verified rewrites on the libraries' own inputs: {len(checks)} checked, {tally['correct']} correct, "
-                 f"{tally['WRONG']} WRONG, {tally['unchecked']} unchecked (target: 0 WRONG)")
+                 f"{tally['WRONG']} WRONG{f' ({split})' if split else ''}, {tally['unchecked']} unchecked "
+                 "(target: 0 WRONG; `unsafe` ones are written only with --unsafe)")
     for c in checks:
         lines.append(f"  {c['status']:9} {c['key']} [{c.get('pattern', '?')}, {c.get('safety', '?')}]: "
                      f"{c['why'].splitlines()[0] if c.get('why') else ''}")
+    lines.append(f"rewrites the verifier did not pass, on the same inputs ({len(other_checks)} with an entry; "
+                 "verifier / library inputs): " + (", ".join(f"{k} {v}" for k, v in sorted(refused.items())) or "none"))
+    for c in other_checks:
+        if c["status"] == "correct":  # a refusal that cost a correct rewrite
+            lines.append(f"  correct but {c['verifier']}: {c['key']} line {c['line']}")
     result = {"install": install, "libraries": per_lib, "checks": checks, "check_tally": tally,
-              "unverifiable_by_reason": reasons, "lines": lines}
+              "other_checks": other_checks, "other_tally": refused, "unverifiable_by_reason": reasons,
+              "lines": lines}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
     lines.append(f"wrote {RESULTS.relative_to(ROOT)}")

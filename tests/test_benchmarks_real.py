@@ -42,7 +42,7 @@ MODULE = '''import torch
 
 
 class Scale:
-    def __init__(self, factor=2.0):
+    def __init__(self, factor):
         self.factor = factor
 
     def apply(self, xs):
@@ -139,7 +139,7 @@ def test_the_input_key_names_the_library_module_and_function(package):
     assert real.input_key("mylib", str(package), "Scale.apply") == "mylib:realpkg.ops.Scale.apply"
 
 
-def test_a_rewrite_that_agrees_on_the_realistic_inputs_is_correct(package):
+def test_a_rewrite_that_agrees_on_the_realistic_inputs_is_correct_with_self_built_by_the_entry(package):
     import torch
 
     real_inputs.INPUTS["mylib:realpkg.ops.Scale.apply"] = lambda: [
