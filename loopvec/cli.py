@@ -250,7 +250,12 @@ def verify(
         max_examples=max_examples or cfg.max_examples or VerifySettings.max_examples,
         timeout_s=timeout or cfg.timeout or VerifySettings.timeout_s,
         device=device.value if device else (cfg.device or "all"), grad=grad)
-    verdict = verify_candidates([Candidate(impls[0], impls[1], key="cli")], settings)[0]
+    from .cache import cache_dir
+    from .observed import observed_inputs
+
+    # what `loopvec record` saw of the first function, if it was recorded
+    hints, observed = observed_inputs(cache_dir(cfg.root), impls[0].path, impls[0].qualname)
+    verdict = verify_candidates([Candidate(impls[0], impls[1], hints, key="cli", observed=observed)], settings)[0]
     typer.echo(f"{targets[0]} vs {targets[1]}: {verdict.status}: {verdict.message}")
     if verdict.counterexample:
         typer.echo(verdict.counterexample)

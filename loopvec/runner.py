@@ -29,7 +29,7 @@ from .engine import (FilePlan, Planned, SourceError, Text, apply_keys, encode, p
                      scan_finding, unified_diff)
 from .files import discover, display_path
 from .results import DECLINED, FAILED, REWRITTEN, UNVERIFIABLE, VERIFIED, FileResult, Finding
-from .rewrite import SAFE
+from .rewrite import SAFE, UNSAFE
 from .verify.types import Candidate, Impl, Verdict, VerifySettings
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -278,6 +278,14 @@ def _fall_back(plans: list[FilePlan], verdicts: dict[str, Verdict], options: Run
     return out
 
 
+def _kind_tier(p: Planned, verdict: Verdict | None) -> Planned:
+    """A rewrite proved only if a parameter is a tensor, where the code may get another kind
+    of value (`verify.kinds`), is unsafe: written only with --unsafe, the assumption named."""
+    if verdict is None or not verdict.ok or not verdict.kind_assumption:
+        return p
+    return replace(p, safety=UNSAFE, assumptions=(*p.assumptions, verdict.kind_assumption))
+
+
 def _status(p: Planned, verdict: Verdict | None) -> tuple[str, str]:
     if p.unverifiable:
         return UNVERIFIABLE, p.unverifiable
@@ -348,6 +356,7 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
     if progress:
         progress("verify", len(cands), len(cands))
     plans = _fall_back(plans, verdicts, options, cached)
+    plans = [replace(fp, planned=tuple(_kind_tier(p, verdicts.get(p.key)) for p in fp.planned)) for fp in plans]
 
     # 2. functions with several verified rewrites: verify them together too
     chosen: dict[str, list[Planned]] = {}

@@ -51,6 +51,25 @@ _LIKE = frozenset("zeros_like ones_like empty_like full_like rand_like randn_lik
 _SIZED = frozenset("zeros ones empty rand randn".split())
 _NEW_SIZED = frozenset("new_zeros new_ones new_empty new_full".split())
 _CASTS = frozenset({"int", "float", "bool", "abs", "round", "complex"})
+# Evidence of a tensor (`ParamUsage.tensor_only`): attributes a list or tuple lacks,
+# methods a list or tuple also has (not evidence), torch functions that accept a list where
+# a tensor goes (not evidence), and the torch namespaces whose functions reject lists.
+_TENSOR_ATTRS = frozenset(
+    "shape ndim dtype device T mT H mH data grad requires_grad is_cuda layout is_leaf grad_fn "
+    "real imag itemsize nbytes names".split()
+)
+_SEQUENCE_METHODS = frozenset(
+    "append extend insert remove pop clear index count copy reverse sort "
+    "items keys values get update setdefault".split()
+)
+_TAKE_SEQUENCES = frozenset(
+    "stack cat concat concatenate hstack vstack dstack column_stack row_stack broadcast_tensors "
+    "block_diag cartesian_prod meshgrid einsum atleast_1d atleast_2d atleast_3d chain_matmul "
+    "is_tensor is_storage asarray from_numpy Size broadcast_shapes save manual_seed".split()
+)
+_TORCH_NAMESPACES = frozenset(
+    "torch.fft torch.linalg torch.special torch.nn.functional nn.functional".split()
+)
 _INT_OPS = (ast.FloorDiv, ast.Mod, ast.LShift, ast.RShift, ast.BitAnd, ast.BitOr, ast.BitXor)
 _BIT_OPS = (ast.BitAnd, ast.BitOr, ast.BitXor)
 
@@ -80,6 +99,11 @@ class ParamUsage:
     optional: bool = False  # compared with None
     passed: bool = False  # handed to a call this module does not know
     called: bool = False  # `p(...)`: a model or function
+    # A use only a tensor supports, on the parameter itself: `.shape`, `.dim()`, `.to(...)`,
+    # a tensor method, `p[i, j]`, `@`, a torch function that rejects lists. Iterating,
+    # `p[i]` and `len(p)` are not: lists support them too.
+    tensor_only: bool = False
+    item_tensor: bool = False  # such a use on an element: `for x in p: x.abs()`
 
     @property
     def kind(self) -> str:
@@ -221,6 +245,8 @@ class _Facts:
     optional: bool = False
     passed: bool = False
     called: bool = False
+    tensor_only: bool = False
+    item_tensor: bool = False
 
 
 def _ref(param: str, axis: int) -> tuple:
@@ -303,6 +329,8 @@ class _Walker:
             optional=f.optional,
             passed=f.passed,
             called=f.called,
+            tensor_only=f.tensor_only,
+            item_tensor=f.item_tensor,
         )
         # An index parameter is a tensor; its own ints say nothing about `scalar`.
         return replace(u, scalar=False) if u.kind == "tensor" else u
@@ -324,6 +352,13 @@ class _Walker:
     def _tensorish(self, val: _Val) -> None:
         if val.view is not None and val.view.param in self.f:
             self.f[val.view.param].tensor = True
+
+    def _tensor_use(self, val: _Val) -> None:
+        """`val` is used as only a tensor can be: evidence for its parameter, or its items."""
+        if val.bare is not None and val.bare in self.f:
+            self.f[val.bare].tensor_only = True
+        elif val.view is not None and val.view.removed and val.view.param in self.f:
+            self.f[val.view.param].item_tensor = True
 
     def _dim_node(self, view: _View, position: int) -> tuple:
         axis = view.axis(position)
@@ -585,8 +620,9 @@ class _Walker:
                 if isinstance(op, _BIT_OPS):
                     f.bitwise = True
         if isinstance(op, ast.MatMult):
-            self._tensorish(left)
-            self._tensorish(right)
+            for val in (left, right):
+                self._tensorish(val)
+                self._tensor_use(val)
             return
         self.operand(left, right, int_op=isinstance(op, _INT_OPS))
         self.operand(right, left, int_op=isinstance(op, _INT_OPS))
@@ -626,6 +662,8 @@ class _Walker:
         if base.view is None:
             return _Val(params=base.params)
         self._tensorish(base)
+        if e.attr in _TENSOR_ATTRS:
+            self._tensor_use(base)
         if e.attr == "shape":
             return _Val(shape=base.view, params=base.params)
         if e.attr in ("data", "real", "imag"):
@@ -652,6 +690,8 @@ class _Walker:
             return _Val(params=base.params)
         view = base.view
         self._tensorish(base)
+        if isinstance(e.slice, ast.Tuple) or (isinstance(e.slice, ast.Constant) and e.slice.value in (None, Ellipsis)):
+            self._tensor_use(base)  # `p[i, j]`, `p[None]`: a list takes one int or slice
         removed = list(view.removed)
         position = 0
         tracked = True
@@ -767,6 +807,11 @@ class _Walker:
             owner = e.func.value
             if isinstance(owner, ast.Name) and owner.id not in self.env:
                 return self.module_call(owner.id, e.func.attr, e)
+            if isinstance(owner, ast.Attribute) and ast.unparse(owner) in _TORCH_NAMESPACES:
+                vals = self.call_args(e, passed=False)  # torch.fft.fft(p), F.relu's long name
+                if vals:
+                    self._tensor_use(vals[0])
+                return _Val(params=frozenset().union(*(v.params for v in vals))) if vals else _NOTHING
             return self.method_call(e)
         func = self.expr(e.func)
         if func.bare is not None and func.bare in self.f:
@@ -849,6 +894,11 @@ class _Walker:
         if func == "where" and e.args:
             self.truth(e.args[0])
             vals = [self.expr(a) for a in e.args[1:]]
+            if module not in ("np", "numpy"):
+                # torch.where rejects a list in every place
+                cond = self._Name(e.args[0]) if isinstance(e.args[0], ast.Name) else _NOTHING
+                for val in (cond, *vals):
+                    self._tensor_use(val)
             if len(vals) == 2:
                 self.operand(vals[0], vals[1])
                 self.operand(vals[1], vals[0])
@@ -868,6 +918,8 @@ class _Walker:
             self._tensorish(vals[0])
             if vals[0].bare in self.f:
                 self.f[vals[0].bare].tensor = True
+            if module in ("torch", "F") and func not in _TAKE_SEQUENCES:
+                self._tensor_use(vals[0])  # torch.stack(xs) takes a list: that is no evidence
         params: frozenset[str] = frozenset()
         for val in vals:
             params |= val.params
@@ -882,6 +934,8 @@ class _Walker:
             self.call_args(e, passed=False)
             return _Val(params=base.params)
         self._tensorish(base)
+        if method not in _SEQUENCE_METHODS:
+            self._tensor_use(base)
         view = base.view
         if method == "size":
             vals = self.call_args(e, passed=False)

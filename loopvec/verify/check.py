@@ -25,6 +25,7 @@ from loopvec.analysis.usage import usage_facts
 from loopvec.observed import SELF, Replay, replay
 
 from .inputs import OMIT, arguments, can_mix, to_device
+from .kinds import check_kinds
 from .loading import ImportExit, LoadError, Loaded, load
 from .oracle import Difference, UserExit, describe_error, grad_difference, judge, run, seed_everything
 from .plan import Param, Plan, build_plan
@@ -97,6 +98,8 @@ def _check(cand: Candidate, settings: VerifySettings, started: float, timings: l
     search = _search(ref, new, plan, settings, devices, started, observed)
     timings.append(("search", round(time.perf_counter() - started, 4)))
     verdict = replace(_verdict(search, plan, settings, devices), stand_ins=plan.stand_ins)
+    if observed is None:  # observed values are evidence of their kinds: no others to try
+        verdict = check_kinds(verdict, ref, new, plan, settings, started)
     if observed is not None:
         verdict = replace(verdict, observed=True, message=f"{verdict.message}; on observed inputs ({observed.note})")
     return verdict

@@ -362,3 +362,71 @@ def to_device(obj: Any, device: str) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_device(v, device) for v in obj)
     return obj
+
+
+# ---------------------------------------------------------------------- other kinds
+#
+# The kinds of value callers pass where the plan draws a tensor (`verify.kinds`): each
+# strategy draws a whole argument set from the plan, then puts that kind in place of one
+# argument's tensor, with the other arguments as the plan drew them.
+
+
+def with_rows(plan: Plan, name: str, low: int = 2) -> Plan:
+    """`plan` with at least `low` rows in `name`'s first axis (or list length), where the
+    plan allows: a list of one item cannot be ragged, and a loop over it makes one turn."""
+    arg = dict(plan.args).get(name)
+    first = arg.length if isinstance(arg, ListArg) else arg.dims[0] if isinstance(arg, TensorArg) and arg.dims else None
+    dims = tuple(replace(d, low=max(d.low, min(low, d.high))) if d.name == first else d for d in plan.dims)
+    return replace(plan, dims=dims)
+
+
+def numbers_instead(plan: Plan, name: str) -> SearchStrategy[dict[str, Any]]:
+    """`name`'s 1-D tensor as a list of Python numbers (ints, floats or bools, as its dtype)."""
+    return arguments(plan).map(lambda args: {**args, name: args[name].tolist()})
+
+
+def ints_instead(plan: Plan, name: str, size: bool = False) -> SearchStrategy[dict[str, Any]]:
+    """`name`'s 1-D tensor as a tuple of ints (a `torch.Size` with `size`), as long as the tensor."""
+
+    @st.composite
+    def draw(draw) -> dict[str, Any]:
+        args = draw(arguments(plan))
+        ints = draw(st.lists(_integers(0, 8), min_size=len(args[name]), max_size=len(args[name])))
+        return {**args, name: torch.Size(ints) if size else tuple(ints)}
+
+    return draw()
+
+
+def numpy_instead(plan: Plan, name: str) -> SearchStrategy[dict[str, Any]]:
+    """`name`'s tensor as a numpy array of the same values, shape and dtype."""
+
+    def swap(args: dict[str, Any]) -> dict[str, Any]:
+        t = args[name]
+        # numpy has no bfloat16: the nearest dtype it has holds the same values
+        return {**args, name: (t.float() if t.dtype == torch.bfloat16 else t).numpy()}
+
+    return arguments(plan).map(swap)
+
+
+def tensors_instead(plan: Plan, name: str, ragged: bool = False) -> SearchStrategy[dict[str, Any]]:
+    """`name` as a Python list of separate tensors: its tensor's rows, each a tensor of its
+    own (or, for a list parameter, its items); with `ragged`, rows whose first axis differs
+    in size (1-D rows at least), the way sequences of different lengths arrive."""
+
+    @st.composite
+    def draw(draw) -> dict[str, Any]:
+        args = draw(arguments(plan))
+        rows = list(args[name])
+        if not ragged:
+            return {**args, name: [row.clone() for row in rows]}
+        if not rows:
+            return {**args, name: []}
+        like = rows[0] if isinstance(rows[0], torch.Tensor) else torch.as_tensor(rows[0])
+        rest = tuple(like.shape[1:])
+        sizes = [draw(_integers(1, 4)) for _ in rows]
+        if len(sizes) >= 2 and len(set(sizes)) == 1:
+            sizes[-1] += 1  # unequal: that is the point of the kind
+        items = [draw(_tensors(like.dtype, (n, *rest), False, None, False)) for n in sizes]
+        return {**args, name: items}
+
+    return draw()

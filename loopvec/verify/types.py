@@ -83,6 +83,10 @@ class Verdict:
     # independently, an assumption the report must name.
     stand_ins: tuple[str, ...] = ()
     observed: bool = False  # inputs came from a recording of real calls (`loopvec record`)
+    # A parameter without evidence of being a tensor, on whose other kinds of value
+    # (`verify.kinds`) the rewrite raises or differs: "`xs` is a tensor (on a list of ...)".
+    # The proof holds only under that assumption; `counterexample` shows such an input.
+    kind_assumption: str | None = None
 
     @property
     def ok(self) -> bool:
