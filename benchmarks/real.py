@@ -30,6 +30,7 @@ Writes `benchmarks/results/real.json`. The target is 0 WRONG.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.metadata
 import importlib.util
@@ -239,14 +240,17 @@ def apply_diff(text: str, diff: str) -> str:
     return "\n".join(out)
 
 
-def rewritten(text: str, diff: str, qualname: str) -> tuple[str, str]:
-    """(dedented source, prelude) of `qualname` after `diff`: what the verifier compiles."""
-    from benchmarks.__main__ import rewritten_functions
+def rewritten(text: str, diff: str, qualname: str) -> tuple[str, str, tuple[int, ...]]:
+    """(dedented source, prelude, span) of `qualname` after `diff`: what the verifier
+    compiles, and the lines of that source the rewrite put in (for the reach probe)."""
+    from benchmarks.__main__ import _defs, rewritten_functions
+    from loopvec.engine import changed_lines
 
     new = apply_diff(text, diff)
     for qual, source, prelude in rewritten_functions(text, new):
         if qual == qualname:
-            return source, prelude
+            before = _defs(ast.parse(text), text.splitlines(keepends=True))[qual]
+            return source, prelude, changed_lines(before, source)
     raise DiffError(f"the diff does not change {qualname}")
 
 
@@ -387,7 +391,8 @@ def check_finding(lib: str, finding: dict, seed: int = 0, original_only: bool = 
         out["why"] = "no realistic-input entry"
         return out
     try:
-        source, prelude = ("", "") if original_only else rewritten(read_source(Path(path)), finding["diff"], qualname)
+        source, prelude, span = ("", "", ()) if original_only else rewritten(read_source(Path(path)),
+                                                                              finding["diff"], qualname)
     except (DiffError, SyntaxError) as e:
         out["why"] = f"cannot rebuild the rewrite: {e}"
         return out
@@ -397,7 +402,7 @@ def check_finding(lib: str, finding: dict, seed: int = 0, original_only: bool = 
                 ref = load(Impl(path, qualname, loop=(finding["line"], finding["column"])))
             except LoadError:  # the probe cannot find the loop: compare without reach figures
                 ref = load(Impl(path, qualname))
-            cand = None if original_only else load(Impl(path, qualname, source=source, prelude=prelude))
+            cand = None if original_only else load(Impl(path, qualname, source=source, prelude=prelude, span=span))
     except LoadError as e:
         out["why"] = f"cannot load: {e.message}"
         return out
@@ -421,7 +426,10 @@ def check_finding(lib: str, finding: dict, seed: int = 0, original_only: bool = 
             record["result"] = "ran"
             reached += iterations is None or iterations >= 2
             continue
+        if cand.probe is not None:
+            cand.probe.reset()
         b = run(side(cand, call), tuple(call.args), dict(call.kwargs), seed, "rewrite")
+        record["span_ran"] = cand.probe.span_ran if cand.probe is not None else None
         difference = judge(a, b, names)
         if difference is not None:
             record["result"] = f"differs: {difference.text()}"
@@ -429,7 +437,8 @@ def check_finding(lib: str, finding: dict, seed: int = 0, original_only: bool = 
                 out["status"], out["why"] = "WRONG", f"{label}: {difference.text()}"
             continue
         record["result"] = "same"
-        reached += iterations is None or iterations >= 2
+        # reached: the loop ran twice or more, and the rewritten code ran in its place
+        reached += (iterations is None or iterations >= 2) and record["span_ran"] is not False
     agreed = [c for c in out["calls"] if c["result"] in ("same", "ran")]
     if out["status"] == "WRONG":
         return out
@@ -439,7 +448,7 @@ def check_finding(lib: str, finding: dict, seed: int = 0, original_only: bool = 
     if not agreed:
         out["why"] = "the original raised on every realistic input"
     elif not reached:
-        out["why"] = "no realistic input reached the loop (two or more iterations)"
+        out["why"] = "no realistic input reached the loop (two or more iterations) and the rewritten code"
     else:
         out["status"] = "correct"
         out["why"] = f"agreed on {len(agreed)} realistic input(s), {reached} reaching the loop"

@@ -6,8 +6,11 @@ its code and docstrings (a batch of images, a metric's predictions and targets, 
 of per-class curves), not what a generator would draw. A `Call` is either direct (the
 function itself on `args`/`kwargs`, with `instance` building `self` for a method) or
 `through` the library's public API, run once with the original and once with the
-rewrite swapped in. The check seeds torch before building the calls and before each
-side runs, so random inputs made inside `through` are the same for both sides.
+rewrite swapped in (every module attribute bound to the function, or the class
+attribute of a method, is swapped: a `through` that calls the function itself must look
+it up at call time, `module.f(...)`, not hold the object it imported). The check seeds
+torch before building the calls and before each side runs, so random inputs made inside
+`through` are the same for both sides.
 
 Every verified rewrite the check sees needs an entry here; one without is `unchecked`.
 Libraries are imported inside the functions: this module loads without them.
@@ -130,14 +133,14 @@ def _pit_permutate() -> list[Call]:
     # preds [batch, spk, time] and the int64 permutation [batch, spk] that
     # permutation_invariant_training returns.
     import torch
-    from torchmetrics.functional.audio import permutation_invariant_training, pit_permutate, \
-        scale_invariant_signal_distortion_ratio
+    import torchmetrics.functional.audio as audio
 
     preds, target = torch.randn(3, 2, 100), torch.randn(3, 2, 100)
 
     def pit():
-        _, perm = permutation_invariant_training(preds, target, scale_invariant_signal_distortion_ratio)
-        return pit_permutate(preds, perm)
+        # looked up when called, not when built: the check swaps the module's binding
+        _, perm = audio.permutation_invariant_training(preds, target, audio.scale_invariant_signal_distortion_ratio)
+        return audio.pit_permutate(preds, perm)
 
     return [
         Call((preds, torch.tensor([[1, 0], [0, 1], [1, 0]])), label="3 batches of 2 speakers"),

@@ -98,10 +98,11 @@ def test_a_file_without_a_final_newline_keeps_it_missing():
 
 
 def test_the_rewritten_method_and_its_new_imports_are_rebuilt_from_the_diff():
-    source, prelude = rewritten(MODULE, udiff(MODULE, APPLY_REWRITE), "Scale.apply")
+    source, prelude, span = rewritten(MODULE, udiff(MODULE, APPLY_REWRITE), "Scale.apply")
     assert source == "def apply(self, xs):\n    return xs * self.factor\n"
     assert prelude == ""
-    source, prelude = rewritten(MODULE, udiff(MODULE, TOTAL_REWRITE), "total")
+    assert span == (2,)  # the line the reach probe watches
+    source, prelude, span = rewritten(MODULE, udiff(MODULE, TOTAL_REWRITE), "total")
     assert "xs.sum(0)" in source and prelude == "import math"
 
 
@@ -147,7 +148,7 @@ def test_a_rewrite_that_agrees_on_the_realistic_inputs_is_correct_with_self_buil
     ]
     result = real.check_finding("mylib", finding(package, "Scale.apply", APPLY_REWRITE, 10, 9))
     assert result["status"] == "correct", result
-    assert result["calls"][0]["iterations"] == 4
+    assert result["calls"][0]["iterations"] == 4 and result["calls"][0]["span_ran"] is True
 
 
 def test_a_rewrite_that_raises_on_the_kind_of_value_callers_pass_is_wrong(package):
