@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import libcst as cst
 
@@ -20,6 +21,7 @@ from .edits import EditError, apply_edits, function_source
 from .results import CANDIDATE, DECLINED, Finding
 from .guards import length_tier
 from .rewrite import Decline, PatternContext, Rewrite
+from .verify.types import Impl
 
 
 class SourceError(Exception):
@@ -44,6 +46,15 @@ class Planned:
     unverifiable: str | None = None  # why it cannot be verified at all
     # the next pattern's rewrite of the same loop, verified when this one is not
     alternative: Planned | None = None
+    # the reach probe's targets: lines of `function_source` holding the rewritten code
+    span: tuple[int, ...] = ()
+
+    def impls(self) -> tuple[Impl, Impl]:
+        """The verifier's two sides of this rewrite, with the reach probe's targets: the
+        loop in the original, the rewritten lines in the rewrite."""
+        path = str(Path(self.path).resolve())
+        return (Impl(path, self.qualname, loop=(self.line, self.column)),
+                Impl(path, self.qualname, self.function_source, self.prelude, span=self.span))
 
 
 @dataclass(frozen=True)
@@ -255,9 +266,21 @@ def _plan_one(path: str, info: ModuleInfo, rw: Rewrite) -> Planned:
         problem = "nested function: it cannot be called on its own to verify it"
     elif fn is None:
         problem = "the function could not be located after the rewrite"
+    span = ()
+    if fn is not None and problem is None:
+        span = changed_lines(function_source(info.module, loop.qualname) or "", fn)
     return Planned(key, path, loop.qualname, loop.line, loop.column, loop.end_line, rw.pattern, rw.message,
                    rw.safety, rw.assumptions, fn, "\n".join(rw.imports),
-                   unified_diff(path, info.source, prefilter.splice(info, new_source)), unverifiable=problem)
+                   unified_diff(path, info.source, prefilter.splice(info, new_source)), unverifiable=problem,
+                   span=span)
+
+
+def changed_lines(old_fn: str, new_fn: str) -> tuple[int, ...]:
+    """The first line (1-based, in `new_fn`) of each block of lines the rewrite put in:
+    where the reach probe checks that the rewritten code ran. Removed lines (`out = []`)
+    leave nothing to check."""
+    matcher = difflib.SequenceMatcher(None, old_fn.splitlines(), new_fn.splitlines(), autojunk=False)
+    return tuple(j1 + 1 for tag, _, _, j1, j2 in matcher.get_opcodes() if tag in ("replace", "insert") and j2 > j1)
 
 
 def apply_keys(path: str, source: str, keys: set[str], pattern_names: tuple[str, ...] = ()) -> str:

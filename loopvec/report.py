@@ -15,7 +15,10 @@ def finding_line(f: Finding) -> str:
     pattern = f"[{f.pattern}]" if f.pattern else "[-]"
     fn = f" in {f.function}()" if f.function else ""
     extra = f" -- assumes {', '.join(f.assumptions)}" if f.assumptions and f.status != DECLINED else ""
-    return f"{f.path}:{f.line}:{f.column} {pattern}{fn} {f.message}{extra} ({f.status})"
+    reach = ""
+    if f.reached and f.status in (VERIFIED, REWRITTEN):
+        reach = f" [loop ran on {f.reached} inputs, median {f.iterations} iterations]"
+    return f"{f.path}:{f.line}:{f.column} {pattern}{fn} {f.message}{extra}{reach} ({f.status})"
 
 
 def text_report(result: RunResult, show_counterexamples: bool = True) -> list[str]:

@@ -29,8 +29,15 @@ class Finding:
     counterexample: str | None = None
     hint: str | None = None
     speedup: float | None = None
+    # the speed gate's 90% interval for that median ratio (loop / rewrite, paired calls)
+    speedup_low: float | None = None
+    speedup_high: float | None = None
     peak_bytes: int | None = None  # the rewrite's peak tensor memory at the gate's sizes
     loop_peak_bytes: int | None = None  # the loop's, at the same sizes
+    # reach: the verifier's examples on which the loop ran (>= 2 iterations) and the
+    # rewritten code ran, and the median iterations over those
+    reached: int | None = None
+    iterations: int | None = None
     key: str = field(default="", compare=False)
 
     def to_json(self) -> dict:

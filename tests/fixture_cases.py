@@ -22,7 +22,7 @@ from pathlib import Path
 import libcst as cst
 
 from loopvec.engine import apply_keys, plan_source
-from loopvec.verify.types import Candidate, Impl, VerifySettings
+from loopvec.verify.types import Candidate, VerifySettings
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -77,9 +77,7 @@ def verdicts(pattern: str) -> dict:
     for case in pairs:
         for p in plan(case.path, pattern).planned:
             assert p.function_source, p.unverifiable
-            path = str(case.path)
-            cands.append(Candidate(Impl(path, p.qualname), Impl(path, p.qualname, p.function_source, p.prelude),
-                                   key=p.key))
+            cands.append(Candidate(*p.impls(), key=p.key))
     return {v.key: v for v in verify_candidates(cands, SETTINGS)}
 
 
