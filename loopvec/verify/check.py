@@ -24,6 +24,7 @@ from hypothesis.reporting import with_reporter
 from loopvec.analysis.usage import usage_facts
 from loopvec.observed import SELF, Replay, replay
 
+from .guards import guard_needs, past_guards
 from .inputs import OMIT, arguments, can_mix, to_device
 from .kinds import check_kinds
 from .loading import ImportExit, LoadError, Loaded, load
@@ -38,6 +39,9 @@ from .types import Candidate, Verdict, VerifySettings
 _SEARCH_SHARE = 0.6
 _SHRINK_SHARE = 0.8
 _SHRINK_S = 1.0  # shrinking longer buys a slightly smaller example for much time
+
+
+_REACH_ROUNDS = 4  # runs of the reach search, each as long as what is still missing, twice
 
 
 class _GiveUp(BaseException):
@@ -58,6 +62,19 @@ class _Search:
     stopped_early: bool = False
     run_rejected: int = 0  # in the current hypothesis run
     run_reject_limit: int | None = None  # the current run stops after this many
+    # reach (only when both sides carry a probe): per accepted example, the loop's most
+    # iterations in one run; the iterations of the examples that reached; where the
+    # original returned when its loop never started; examples where the rewrite's code
+    # did not run although the loop did
+    probed: bool = False
+    reached: list[int] = field(default_factory=list)
+    short: int = 0  # the loop ran, but fewer than two iterations
+    left_at: Counter = field(default_factory=Counter)
+    span_missed: int = 0
+    # accepted examples of the reach search (`_search_reach`) on which the loop still did
+    # not run: that search aims at the loop, so its misses do not count against the share
+    aimed_misses: int = 0
+    aiming: bool = False
 
 
 def check(cand: Candidate, settings: VerifySettings) -> Verdict:
@@ -129,7 +146,22 @@ def _verdict(search: _Search, plan: Plan, settings: VerifySettings, devices: tup
             hint=plan.hint(),
             discarded=search.rejected,
         )
+    if search.probed:
+        unreached = _unreached(search, settings)
+        if unreached is not None:
+            return Verdict(
+                "unverifiable",
+                unreached,
+                examples=search.valid,
+                devices=devices,
+                hint=plan.hint(),
+                discarded=search.rejected,
+                reached=len(search.reached),
+                iterations=_median(search.reached),
+            )
     notes = [", ".join(devices)]
+    if search.probed:
+        notes.append(f"the loop ran on {len(search.reached)} of them, median {_median(search.reached)} iterations")
     if plan.stand_ins:
         notes.append(f"{', '.join(plan.stand_ins)}: a row-independent stand-in model")
     if search.rejected:
@@ -142,7 +174,45 @@ def _verdict(search: _Search, plan: Plan, settings: VerifySettings, devices: tup
         examples=search.valid,
         devices=devices,
         discarded=search.rejected,
+        reached=len(search.reached) if search.probed else None,
+        iterations=_median(search.reached) if search.probed else None,
     )
+
+
+def needed_reach(state: _Search, settings: VerifySettings) -> int:
+    """Examples that must run the loop: `min_reached`, and a share of those drawn (the
+    reach search's misses aside)."""
+    drawn = state.valid - state.aimed_misses
+    return max(settings.min_reached, math.ceil(settings.min_reached_share * drawn))
+
+
+def _unreached(search: _Search, settings: VerifySettings) -> str | None:
+    """Why the accepted examples do not make a proof for want of reach, or None."""
+    reached, valid = len(search.reached), search.valid
+    if reached >= needed_reach(search, settings):
+        return None
+    never = valid - reached - search.short - search.span_missed
+    if reached == 0 and search.short == 0 and search.span_missed == 0:
+        line, times = search.left_at.most_common(1)[0] if search.left_at else (None, 0)
+        where = "" if line is None else (
+            f": the function returned at line {line} on every input" if times == never
+            else f": the function returned at line {line} on {times} of {never} inputs")
+        return f"the loop never ran on the {valid} inputs the original accepted{where}; a hint may help"
+    parts = []
+    if never:
+        where = f", returning at line {search.left_at.most_common(1)[0][0]}" if search.left_at else ""
+        parts.append(f"never started on {never}{where}")
+    if search.short:
+        parts.append(f"made one iteration on {search.short}")
+    if search.span_missed:
+        parts.append(f"ran while the rewritten code did not on {search.span_missed}")
+    return (f"the loop ran (at least two iterations, with the rewritten code) on only {reached} of the "
+            f"{valid} inputs the original accepted ({'; '.join(parts)}); a proof needs "
+            f"{needed_reach(search, settings)}; a hint may help")
+
+
+def _median(values: list[int]) -> int | None:
+    return int(sorted(values)[len(values) // 2]) if values else None
 
 
 def _plan(ref: Loaded, new: Loaded, cand: Candidate) -> Plan:
@@ -184,7 +254,7 @@ def _search(
     after a share's worth of inputs the original rejects: plenty of code refuses mixed
     dtypes (`torch.dot`), and that must not use up the others' examples.
     """
-    state = _Search()
+    state = _Search(probed=ref.probe is not None and new.probe is not None)
     sig = ref.signature()
     names = list(sig.parameters)
     search_until = started + _SEARCH_SHARE * settings.timeout_s
@@ -205,10 +275,17 @@ def _search(
         if observed is not None:  # the instance holds the observed attributes, drawn or fixed
             ref.attrs = new.attrs = {**observed.fixed, **{k[len(SELF):]: v for k, v in named.items()
                                                           if k.startswith(SELF)}}
+        reach = None
         for device in devices:
             bound = sig.bind_partial(**to_device(given_args, device))
             ref_call, new_call = callers[device]
-            r = run(ref_call, bound.args, bound.kwargs, settings.seed, "original")
+            if state.probed:
+                ref.probe.reset()
+                new.probe.reset()
+                with ref.probe.watch_return():
+                    r = run(ref_call, bound.args, bound.kwargs, settings.seed, "original")
+            else:
+                r = run(ref_call, bound.args, bound.kwargs, settings.seed, "original")
             if r.error is not None:
                 if state.failure is None:  # shrinking probes do not count as examples
                     state.rejected += 1
@@ -220,6 +297,11 @@ def _search(
                         raise _GiveUp
                 reject()
             c = run(new_call, bound.args, bound.kwargs, settings.seed, "rewrite")
+            if state.probed and reach is None:  # the first device's run says what ran
+                iterations = ref.probe.iterations
+                if iterations == 1 and ref.probe.stopped_early:
+                    iterations = 2  # it ran, and left by itself: a search that found its item
+                reach = (iterations, new.probe.span_ran, ref.probe.left_at)
             lenient = settings.lenient_nonfinite
             diff = judge(r, c, names, lenient_nonfinite=lenient)
             if diff is None and settings.grad:
@@ -234,6 +316,8 @@ def _search(
                 raise _Mismatch(diff.text())
         if state.failure is None:
             state.valid += 1
+            if reach is not None:
+                _count_reach(state, *reach)
 
     if observed is not None:
         _replay_samples(example, observed.samples, settings.seed, set(names))
@@ -254,6 +338,12 @@ def _search(
         _run_hypothesis(example, strategy, share, settings.seed, state)
         if state.failure is not None or state.stopped_early or state.rejected >= give_up_after:
             break
+    if state.probed:
+        _search_reach(example, plan, settings, state)
+    if state.probed and state.left_at and len(state.reached) < needed_reach(state, settings):
+        past = past_guards(plan, guard_needs(ref.definition.node, state.left_at.most_common(1)[0][0]))
+        if past is not None:
+            _search_reach(example, past, settings, state)
     return state
 
 
@@ -278,6 +368,46 @@ def _replay_samples(example, samples: list[dict[str, Any]], seed_value: int, nam
             test()
     except (_GiveUp, _Mismatch):
         pass  # a failure is in the state, with the sample as its counterexample
+
+
+def _search_reach(example, plan: Plan, settings: VerifySettings, state: _Search) -> None:
+    """More examples where the loop can run: every size at least 2 where the plan allows.
+
+    The main runs start from empty and one-element inputs on purpose (edge cases), and on
+    those a loop makes fewer than two iterations: they test the rewrite but prove no map.
+    Called again with a plan changed to get past the guard the original returned at.
+    """
+    grown = replace(plan, dims=tuple(replace(d, low=max(d.low, min(2, d.high))) for d in plan.dims))
+    dtypes = plan.value_dtypes
+    for k in range(_REACH_ROUNDS):
+        missing = needed_reach(state, settings) - len(state.reached)
+        if missing <= 0 or state.failure is not None or state.stopped_early:
+            return
+        state.run_rejected = 0
+        state.run_reject_limit = max(2 * missing, 10) + 10
+        before = len(state.reached)
+        strategy = arguments(replace(grown, value_dtypes=(dtypes[k % len(dtypes)],)))
+        state.aiming = True
+        try:
+            _run_hypothesis(example, strategy, max(2 * missing, 10), settings.seed + 1 + k, state)
+        finally:
+            state.aiming = False
+        if len(state.reached) == before:
+            return  # sizes alone do not reach it: a guard in front of the loop decides
+
+
+def _count_reach(state: _Search, iterations: int, span_ran: bool, left_at: int | None) -> None:
+    if iterations >= 2 and span_ran:
+        state.reached.append(iterations)
+        return
+    if state.aiming:
+        state.aimed_misses += 1
+    if iterations >= 2:
+        state.span_missed += 1
+    elif iterations == 1:
+        state.short += 1
+    elif left_at is not None:
+        state.left_at[left_at] += 1
 
 
 def _run_hypothesis(example, strategy, max_examples: int, seed_value: int, state: _Search) -> None:

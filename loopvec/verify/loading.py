@@ -9,6 +9,8 @@ without replacing anything the original sees.
 
 from __future__ import annotations
 
+import __future__
+import ast
 import importlib
 import importlib.util
 import inspect
@@ -24,6 +26,7 @@ from types import ModuleType
 from typing import Any
 
 from .oracle import describe_error
+from .probe import PROBE_NAME, Probe, ProbeError, count_loop, mark_lines
 from .source import Definition, find_definition, parse_rewrite, source_lines
 from .types import Impl
 
@@ -53,6 +56,7 @@ class Loaded:
     definition: Definition
     target: Any  # the function, or the class attribute (function/staticmethod/...)
     owner: type | None  # the class, for methods
+    probe: Probe | None = None  # the reach probe compiled into it (`Impl.loop` / `Impl.span`)
     # a method's instance attributes as observed (`loopvec record`): when set, instances
     # are built without `__init__`, holding copies of these
     attrs: dict[str, Any] | None = None
@@ -106,8 +110,11 @@ def load(impl: Impl, bare: bool = False) -> Loaded:
     if owner is not None and not isinstance(owner, type):
         raise LoadError("unverifiable", f"{owner_path} in {path.name} is not a class")
     if definition is None:
-        definition, target = _compile_rewrite(impl, module, owner)
-        return _checked(Loaded(impl, definition, target, owner), bare)
+        definition, target, probe = _compile_rewrite(impl, module, owner)
+        return _checked(Loaded(impl, definition, target, owner, probe), bare)
+    if impl.loop is not None:
+        target, probe = _compile_counted(impl, definition, module, owner, path)
+        return _checked(Loaded(impl, definition, target, owner, probe), bare)
     target = inspect.getattr_static(owner, name, None) if owner is not None else getattr(module, name, None)
     if target is None:
         raise LoadError("unverifiable", f"{impl.qualname} is not defined when {path.name} is imported")
@@ -186,31 +193,71 @@ def _resolve(module: ModuleType, dotted: str, impl: Impl) -> Any:
     return obj
 
 
-def _compile_rewrite(impl: Impl, module: ModuleType, owner: type | None) -> tuple[Definition, Any]:
+def _compile_rewrite(impl: Impl, module: ModuleType, owner: type | None) -> tuple[Definition, Any, Probe | None]:
     try:
         definition = parse_rewrite(impl.source or "", owner is not None)
     except SyntaxError as e:
         raise LoadError("failed", f"the rewrite does not parse: {e.msg} (line {e.lineno})") from None
-    name = definition.node.name
     # A copy: the rewrite sees the module's helpers and constants, and rebinding names
     # (its own def, its prelude's imports) leaves the original's namespace untouched.
     namespace = dict(vars(module))
     filename = f"<loopvec rewrite of {impl.path}::{impl.qualname}>"
     source = textwrap.dedent(impl.source or "")
+    node, probe = definition.node, None
+    if impl.span is not None:
+        node, marks = mark_lines(node, impl.span)
+        probe = Probe(marks)
+        namespace[PROBE_NAME] = probe
     try:
         if impl.prelude.strip():
             exec(compile(impl.prelude, f"<loopvec prelude of {impl.qualname}>", "exec"), namespace)
-        if owner is None:
-            linecache.cache[filename] = (len(source), None, _with_ends(source), filename)
-            exec(compile(source, filename, "exec"), namespace)
-            return definition, namespace[name]
-        return definition, _compile_method(source, name, owner, namespace, filename)
+        linecache.cache[filename] = (len(source), None, _with_ends(source), filename)
+        target = _compile_def(node, owner, namespace, filename, _future_flags(module))
     except SyntaxError as e:
         raise LoadError("failed", f"the rewrite does not compile: {e.msg} (line {e.lineno})") from None
     except SystemExit as e:
         raise ImportExit(e.code) from None
     except Exception as e:  # its prelude or decorators fail: the rewrite is broken
         raise LoadError("failed", f"the rewrite fails to load: {describe_error(e)}") from None
+    if probe is not None:
+        probe.code = _code_of(target)
+    return definition, target, probe
+
+
+def _compile_counted(impl: Impl, definition: Definition, module: ModuleType, owner: type | None,
+                     path: Path) -> tuple[Any, Probe]:
+    """The original, compiled from its own definition with the loop at `impl.loop`
+    counting its iterations, into a copy of the module's namespace (as a rewrite is, so
+    both sides are built the same way)."""
+    line, column = impl.loop
+    try:
+        node = count_loop(definition.node, line, column)
+    except ProbeError as e:
+        raise LoadError("unverifiable", f"cannot probe the original: {e}") from None
+    probe = Probe()
+    namespace = dict(vars(module))
+    namespace[PROBE_NAME] = probe
+    try:
+        target = _compile_def(node, owner, namespace, str(path), _future_flags(module))
+    except SystemExit as e:
+        raise ImportExit(e.code) from None
+    except Exception as e:  # a decorator that refuses to run twice, say
+        raise LoadError("unverifiable", f"cannot probe the original: {describe_error(e)}") from None
+    probe.code = _code_of(target)
+    return target, probe
+
+
+def _future_flags(module: ModuleType) -> int:
+    """The module's `from __future__ import annotations`, so a copy of one of its
+    functions reads its annotations as the module does (lazily)."""
+    feature = __future__.annotations
+    return feature.compiler_flag if vars(module).get("annotations") is feature else 0
+
+
+def _code_of(target: Any) -> Any:
+    func = getattr(target, "__func__", getattr(target, "fget", target))
+    func = inspect.unwrap(func) if func is not None else None
+    return getattr(func, "__code__", None)
 
 
 def _with_ends(source: str) -> list[str]:
@@ -218,18 +265,26 @@ def _with_ends(source: str) -> list[str]:
     return [line + "\n" for line in source_lines(source)]
 
 
-def _compile_method(source: str, name: str, owner: type, namespace: dict, filename: str) -> Any:
-    """Compile a method inside a class of the owner's name, so `self.__x` mangles as in
-    the original; then point its `__class__` cell at the real class, so `super()` works."""
+def _compile_def(node: ast.AST, owner: type | None, namespace: dict, filename: str, flags: int) -> Any:
+    """Execute one def (an AST that keeps its own line numbers) in `namespace`. A method
+    is compiled inside a class of the owner's name, so `self.__x` mangles as in the
+    original; then its `__class__` cell points at the real class, so `super()` works."""
+    if owner is None:
+        module = ast.Module(body=[node], type_ignores=[])
+        exec(compile(module, filename, "exec", flags=flags, dont_inherit=True), namespace)
+        return namespace[node.name]
     cls_name = owner.__name__
-    wrapper = f"class {cls_name}:\n" + textwrap.indent(source, "    ")
-    linecache.cache[filename] = (len(wrapper), None, _with_ends(wrapper), filename)
+    cls = ast.ClassDef(name=cls_name, bases=[], keywords=[], body=[node], decorator_list=[])
+    if "type_params" in ast.ClassDef._fields:
+        cls.type_params = []
+    ast.copy_location(cls, node)
+    module = ast.Module(body=[cls], type_ignores=[])
     saved = namespace.get(cls_name, None)
-    exec(compile(wrapper, filename, "exec"), namespace)
+    exec(compile(module, filename, "exec", flags=flags, dont_inherit=True), namespace)
     holder = namespace.pop(cls_name)
     if saved is not None:
         namespace[cls_name] = saved
-    raw = holder.__dict__[name]
+    raw = holder.__dict__[node.name]
     func = getattr(raw, "__func__", getattr(raw, "fget", raw))
     if func is not None and func.__closure__:
         for cell_name, cell in zip(func.__code__.co_freevars, func.__closure__):

@@ -16,12 +16,18 @@ class Impl:
     When `source` is given, that function definition (dedented source text) is compiled
     into a copy of the module's namespace instead of using the module's own function,
     after executing `prelude` (import lines a rewrite needs) in that copy.
+
+    The reach probe (`verify.probe`): `loop` is the (line, 1-based column) in the file of
+    the loop a rewrite replaces, whose iterations the original counts; `span` holds lines
+    of `source` (1-based) of the rewritten code, each recorded when it runs (None: not probed).
     """
 
     path: str
     qualname: str
     source: str | None = None
     prelude: str = ""
+    loop: tuple[int, int] | None = None
+    span: tuple[int, ...] | None = None  # None: no probe
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,10 @@ class VerifySettings:
     seed: int = 0
     workers: int = 1
     min_valid: int = 8  # fewer accepted inputs than this => unverifiable
+    # reach: a probed rewrite is verified only when the loop ran (>= 2 iterations) and the
+    # rewritten code ran on at least this many examples, and on this share of them
+    min_reached: int = 20
+    min_reached_share: float = 1 / 3
     memory_mb: int = 4096  # a worker above this resident size is killed (candidate failed)
     lenient_nonfinite: bool = False
 
@@ -82,6 +92,10 @@ class Verdict:
     # (`standin.StandInModel`): the proof holds only for models that treat rows
     # independently, an assumption the report must name.
     stand_ins: tuple[str, ...] = ()
+    # Reach: examples on which the replaced loop made at least two iterations and the
+    # rewritten code ran, and the median iterations over those (None: not probed).
+    reached: int | None = None
+    iterations: int | None = None
     observed: bool = False  # inputs came from a recording of real calls (`loopvec record`)
     # A parameter without evidence of being a tensor, on whose other kinds of value
     # (`verify.kinds`) the rewrite raises or differs: "`xs` is a tensor (on a list of ...)".
