@@ -274,3 +274,19 @@ def test_a_plain_config_object_is_kept_in_the_sample(tmp_path):
 
     kept = replay(str(observed_entry(str(tmp_path / "cache"), str(path), "Model.forward")))
     assert isinstance(kept.fixed["cfg"], Config) and kept.fixed["cfg"].scale == 2.0
+
+
+class Gains(torch.nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.ones(n))
+
+
+def test_a_module_instance_is_built_from_observed_attributes_without_init():
+    from loopvec.verify.loading import bare_instance
+
+    weight = torch.nn.Parameter(torch.arange(3.0))
+    module = bare_instance(Gains, {"gain": weight, "eps": 0.5})
+    assert isinstance(module, Gains) and module.eps == 0.5
+    assert [name for name, _ in module.named_parameters()] == ["gain"]
+    assert torch.equal(module.gain, weight) and module.gain is not weight  # a copy: a call may change it
