@@ -489,3 +489,46 @@ def _parse_sdf() -> list[Call]:
              "   -0.2400    0.9266    0.0000 H   0  0  0  0  0  0  0  0  0  0  0  0\n"
              "  1  2  1  0\n  1  3  1  0\nM  END\n")
     return [Call((water,), label="a water molecule")]
+
+
+@inputs("monai:monai.visualize.occlusion_sensitivity.OcclusionSensitivity.crop_meshgrid")
+def _crop_meshgrid() -> list[Call]:
+    # OcclusionSensitivity.__call__ builds the index meshgrid of the image (1, sd, *spatial)
+    # and crops it to the bounding box [min1, max1, min2, max2, ...] (-1: the whole side).
+    import numpy as np
+    import torch
+    from monai.data import MetaTensor
+    from monai.visualize import OcclusionSensitivity
+
+    def grid(*spatial):
+        return MetaTensor(np.stack(np.meshgrid(*[np.arange(0, i) for i in spatial], indexing="ij"))[None],
+                          dtype=torch.float32)
+
+    def occlusion():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16 * 16, 3))
+        return OcclusionSensitivity(model, mask_size=4, n_batch=8)(torch.rand(1, 1, 16, 16), b_box=[2, 9, -1, -1])
+
+    return [
+        Call((grid(16, 16), [2, 9, 4, 11], (4, 4)), label="2-D, a box"),
+        Call((grid(12, 12, 8), [-1, -1, 3, 7, 0, 5], (3, 3, 3)), label="3-D, one side whole"),
+        Call(through=occlusion, label="OcclusionSensitivity with a bounding box"),
+    ]
+
+
+@inputs("monai:monai.visualize.class_activation_maps.CAM.compute_map")
+def _cam_compute_map() -> list[Call]:
+    # The docstring's example: a DenseNet121 and its last fully connected layer.
+    import torch
+    from monai.networks.nets import DenseNet121
+    from monai.visualize import CAM
+
+    def cam():
+        torch.manual_seed(0)
+        model = DenseNet121(spatial_dims=2, in_channels=1, out_channels=3).eval()
+        return CAM(nn_module=model, target_layers="class_layers.relu", fc_layers="class_layers.out")
+
+    return [
+        Call((torch.rand(2, 1, 48, 64),), instance=cam, label="2 images 48x64 through a DenseNet121"),
+        Call((torch.rand(1, 1, 32, 32),), {"class_idx": torch.tensor([1])}, instance=cam, label="one image, class 1"),
+    ]
