@@ -118,8 +118,13 @@ def count_loop(fn: ast.FunctionDef | ast.AsyncFunctionDef, line: int, column: in
     so a loop is matched by line first and by column only among several on one line.
     """
     fn = copy.deepcopy(fn)
-    found = [n for n in ast.walk(fn) if isinstance(n, (ast.For, ast.AsyncFor, *_COMPREHENSIONS))
-             and n.lineno == line]
+    loops = [n for n in ast.walk(fn) if isinstance(n, (ast.For, ast.AsyncFor, *_COMPREHENSIONS))]
+    found = [n for n in loops if n.lineno == line]
+    if not found:
+        # A comprehension fed to `torch.stack(...)` is placed at the call, which may
+        # start lines above the comprehension: the first loop after that position.
+        found = sorted((n for n in loops if (n.lineno, n.col_offset) >= (line, column - 1)),
+                       key=lambda n: (n.lineno, n.col_offset))[:1]
     if not found:
         raise ProbeError(f"no loop at line {line}")
     exact = [n for n in found if n.col_offset == column - 1]

@@ -124,7 +124,18 @@ def test_count_loop_wraps_the_loop_at_that_line_only():
     assert "for y in __loopvec_probe__.count(ys)" in counted
     assert "for x in xs" in counted
     with pytest.raises(ProbeError):
-        count_loop(fn, 3, 1)
+        count_loop(fn, 5, 1)
+
+
+def test_a_comprehension_placed_at_its_collector_call_is_found_below_it():
+    fn = _fn("""\
+        def f(xs):
+            return torch.stack(
+                [x * 2
+                 for x in xs]
+            )
+        """)
+    assert "for x in __loopvec_probe__.count(xs)" in ast.unparse(count_loop(fn, 2, 12))
 
 
 def test_marks_go_before_the_innermost_statement_of_each_line():
