@@ -189,3 +189,21 @@ def test_inputs_that_never_reach_the_loop_leave_the_rewrite_unchecked(package):
 def test_a_rewrite_without_an_input_entry_is_unchecked(package):
     result = real.check_finding("mylib", finding(package, "total", TOTAL_REWRITE, 17, 5))
     assert result == {**result, "status": "unchecked", "why": "no realistic-input entry"}
+
+
+def test_a_report_is_counted_by_status_and_unverifiable_reason():
+    report = {
+        "summary": {"files": 2, "lines": 40, "loops": 5, "candidates_per_pattern": {"vmap": 3, "einsum": 1}},
+        "findings": [
+            {"status": "verified", "message": "becomes `x.sum(0)`"},
+            {"status": "failed-verification", "message": "rewrite differs from the original"},
+            {"status": "unverifiable", "message": "Foo() needs arguments (a); cannot build an instance"},
+            {"status": "unverifiable", "message": "the loop never ran on the 9 inputs the original accepted"},
+        ],
+        "errors": [],
+    }
+    assert real.counts(report) == {
+        "files": 2, "lines": 40, "loops": 5, "candidates": 4, "verified": 1, "failed-verification": 1,
+        "unverifiable": 2, "unverifiable_by_reason": {"loop never ran": 1, "needs arguments to build instance": 1},
+        "errors": 0,
+    }
