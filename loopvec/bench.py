@@ -1,17 +1,27 @@
 """The speed gate and `loopvec bench`: time a rewrite against its loop on scaled-up inputs.
 
-A rewrite the verifier proved equal is kept only if it is also faster. The inputs are
-the verifier's (`loopvec.verify.plan`: the same hints, annotations and usage facts), with
-every free dimension scaled up together -- doubling from 8 until the largest input holds
-about `target_elements` elements or one call of the original loop takes `max_loop_s`
-(a Python loop over 10^5 rows is already slow enough to show the difference). A hint or
-`--shape` fixes a dimension; `sizes` binds one by name (`n=50000`, `*` for all free ones).
+A rewrite the verifier proved equal is kept only if it is also measurably faster. The
+inputs are the verifier's (`loopvec.verify.plan`: the same hints, annotations and usage
+facts), with every free dimension scaled up together -- doubling from 8 until the largest
+input holds about `target_elements` elements or one call of the original loop takes
+`max_loop_s` (a Python loop over 10^5 rows is already slow enough to show the
+difference). A hint or `--shape` fixes a dimension; `sizes` binds one by name
+(`n=50000`, `*` for all free ones).
+
+Only inputs on which the replaced loop runs count: with the reach probe (`Impl.loop` on
+the reference, `Impl.span` on the rewrite), a size on which the loop made fewer than two
+iterations is skipped, and the rewritten code must run on the chosen inputs. A loop that
+runs on none of them (`if x.numel() > 10**9:` in front of it) is *unreached*: nothing was
+timed, and the gate does not keep the rewrite. The timed calls use the functions as
+written; the probed copies only say where the calls went.
 
 Both sides run in one subprocess, `python -m loopvec.bench` (like the verifier's
 workers: the module imported in its package context, the rewrite compiled into a copy of
 its namespace), one request at a time with a time limit each. Calls alternate between the
-two sides, each on fresh copies of the inputs (a loop may write into an argument), and the
-result is the ratio of medians from the same run. On CUDA every call is synchronised.
+two sides, each on fresh copies of the inputs (a loop may write into an argument); each
+round gives one paired ratio (loop / rewrite). The speedup is their median, and its spread
+a distribution-free 90% interval for that median (from the ranks of the paired ratios, as
+a sign test would). On CUDA every call is synchronised.
 
 Memory: on CUDA, the allocator's peak during one call (`torch.cuda.max_memory_allocated`).
 On CPU there is no allocator statistic, so a `TorchDispatchMode` follows every tensor
@@ -30,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -38,7 +48,13 @@ from .verify.types import Impl
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 STARTUP_S = 120.0  # importing torch on a busy machine
-TOLERANCE = 0.05  # timing noise: a gate of 1.0 keeps a rewrite measured at 0.96x
+# `--min-speedup`'s default: a rewrite must be measurably faster, not merely no slower
+DEFAULT_MIN_SPEEDUP = 1.1
+MIN_ROUNDS = 6  # paired rounds: with 6, the 90% interval is [min, max] of the ratios
+# fewer when clear-cut (every ratio over 3x): their range is then the spread reported
+CLEAR_ROUNDS, CLEAR_RATIO = 3, 3.0
+CONFIDENCE = 0.9
+UNREACHED = "the loop did not run on the scaled-up inputs"
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,8 @@ class BenchRequest:
     reference: Impl
     candidate: Impl
     hints: tuple[tuple[str, str], ...] = ()  # name -> spec, as for the verifier
+    # name -> spec that wins over the def-line comment too (`loopvec bench --shape`)
+    shapes: tuple[tuple[str, str], ...] = ()
     sizes: tuple[tuple[str, int], ...] = ()  # dim name (or "*") -> size
     target_elements: int = 100_000
     max_loop_s: float = 0.25  # stop growing when one call of the original takes this long
@@ -61,7 +79,9 @@ class BenchRequest:
 @dataclass(frozen=True)
 class Timing:
     key: str
-    status: str  # measured | not-measured | failed (the rewrite raised where the loop did not)
+    # measured | not-measured | unreached (the loop did not run on any input it could build)
+    # | failed (the rewrite raised where the loop did not)
+    status: str
     message: str = ""
     original_s: float | None = None  # median seconds per call
     rewrite_s: float | None = None
@@ -71,9 +91,16 @@ class Timing:
     shapes: str = ""  # "x=[100000] w=[64,64]"
     device: str = "cpu"
     calls: int = 0  # timed calls per side
+    # the median of the paired ratios (loop / rewrite, one per round) and its 90% interval
+    speedup_median: float | None = None
+    speedup_low: float | None = None
+    speedup_high: float | None = None
+    iterations: int | None = None  # the loop's iterations in one call at these sizes (the probe's)
 
     @property
     def speedup(self) -> float | None:
+        if self.speedup_median is not None:
+            return self.speedup_median
         if self.original_s is None or not self.rewrite_s:
             return None
         return self.original_s / self.rewrite_s
@@ -90,12 +117,17 @@ class Timing:
             self.rewrite_bytes > factor * max(self.original_bytes or 0, 1)
 
     def passes(self, min_speedup: float) -> bool:
-        """Whether the gate keeps it: unmeasured rewrites stay (the gate only drops what it
-        measured slower); measured ones need `min_speedup`, less the timing noise."""
-        if self.status == "failed":
+        """Whether the gate keeps it. Measured: the median ratio reaches `min_speedup` and
+        its interval lies above 1.0 (measurably faster; above `min_speedup` itself for a
+        gate under 1). Unreached or failed: no. Not measured for another reason (inputs it
+        cannot build, a timeout): yes, and the report says the speed was not measured."""
+        if self.status in ("failed", "unreached"):
             return False
         s = self.speedup
-        return s is None or s >= min_speedup * (1 - TOLERANCE)
+        if s is None:
+            return True
+        low = self.speedup_low if self.speedup_low is not None else s
+        return s >= min_speedup and low > min(min_speedup, 1.0)
 
 
 def memory_note(t: Timing) -> str:
@@ -112,9 +144,60 @@ def speed_note(t: Timing) -> str:
     s = t.speedup
     if s is None:
         return f"speed not measured: {t.message}" if t.message else "speed not measured"
-    word = "faster" if s >= 1 else "slower"
-    shown = s if s >= 1 else 1 / s
-    return f"{shown:.1f}x {word} ({t.size_text})" if t.size_text else f"{shown:.1f}x {word}"
+    return _with_sizes(_ratio_words(s), t)
+
+
+def gate_note(t: Timing, min_speedup: float) -> str:
+    """Why the gate did not keep a rewrite: `not measurably faster: 1.04x (0.93-1.12x, n=64)`,
+    `2.5x slower (0.38-0.41x, n=64)`, `only 1.5x faster (1.3-1.7x, n=64)`, or why nothing
+    was timed."""
+    s = t.speedup
+    if t.status != "measured" or s is None:
+        return t.message or "speed not measured"
+    spread = f"{s:.2f}x" if t.speedup_low is None else f"{_short(t.speedup_low)}-{_short(t.speedup_high)}x"
+    sizes = f", {t.size_text}" if t.size_text else ""
+    floor = min(min_speedup, 1.0)
+    low = t.speedup_low if t.speedup_low is not None else s
+    high = t.speedup_high if t.speedup_high is not None else s
+    if high < floor:
+        return f"{_ratio_words(s)} ({spread}{sizes})"
+    if low <= floor:
+        above = "faster" if min_speedup >= 1 else f"over {min_speedup:g}x"
+        return f"not measurably {above}: {s:.2f}x ({spread}{sizes})"
+    return f"only {_ratio_words(s)} ({spread}{sizes})"
+
+
+def _ratio_words(s: float) -> str:
+    # "1.0x slower" would read as a tie: show two decimals near 1
+    digits = 2 if 0.95 <= s < 1.05 else 1
+    return f"{s:.{digits}f}x faster" if s >= 1 else f"{1 / s:.{digits}f}x slower"
+
+
+def _short(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}" if x < 10 else f"{x:.0f}"
+
+
+def _with_sizes(text: str, t: Timing) -> str:
+    return f"{text} ({t.size_text})" if t.size_text else text
+
+
+def median_interval(ratios: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """A distribution-free interval for the median of `ratios`: the k-th smallest and the
+    k-th largest, with k the largest rank the binomial(n, 1/2) tail allows (a sign test).
+    With fewer than 5 values no rank is that sure: the whole range."""
+    from math import comb
+
+    xs = sorted(ratios)
+    n = len(xs)
+    tail = (1 - confidence) / 2
+    k, below = 0, 0.0  # below: P(at most k of n fall under the median)
+    while k < n // 2:
+        below += comb(n, k) / 2 ** n
+        if below > tail:
+            break
+        k += 1
+    k = max(k, 1)
+    return xs[k - 1], xs[n - k]
 
 
 # --------------------------------------------------------------------------- `loopvec bench`
@@ -132,9 +215,9 @@ def function_request(path: str, qualname: str, patterns: tuple[str, ...], shapes
     import libcst as cst
 
     from .edits import function_source
-    from .engine import SourceError, apply_keys, plan_source, read
+    from .engine import SourceError, apply_keys, changed_lines, plan_source, read
 
-    hints = [_pair(item, "--shape") for item in shapes]
+    forced = [_pair(item, "--shape") for item in shapes]
     bound = []
     for item in sizes:
         name, value = _pair(item, "--size")
@@ -147,16 +230,22 @@ def function_request(path: str, qualname: str, patterns: tuple[str, ...], shapes
         mine = [p for p in plan_source(path, text, patterns).planned if p.qualname == qualname]
         if not mine:
             raise BenchError(f"no loop in {qualname} that loopvec rewrites (see `loopvec scan --show-declined {path}`)")
+        module = cst.parse_module(text)
         source = function_source(cst.parse_module(apply_keys(path, text, {p.key for p in mine}, patterns)), qualname)
+        before = function_source(module, qualname)
     except SourceError as exc:
         raise BenchError(f"{path}: {exc}") from None
-    if source is None:
+    if source is None or before is None:
         raise BenchError(f"{qualname} cannot be run on its own (a nested function?)")
     full = os.path.abspath(path)
     prelude = "\n".join(dict.fromkeys(line for p in mine for line in p.prelude.splitlines() if line))
-    request = BenchRequest("cli", Impl(full, qualname), Impl(full, qualname, source, prelude), tuple(hints),
-                           tuple(bound), target_elements=target_elements, max_loop_s=2.0, budget_s=5.0,
-                           device=device, threads=threads)
+    # the probe counts one loop: the first one rewritten (the others run where it does, or
+    # their own reach was the verifier's to check)
+    first = min(mine, key=lambda p: (p.line, p.column))
+    request = BenchRequest("cli", Impl(full, qualname, loop=(first.line, first.column)),
+                           Impl(full, qualname, source, prelude, span=changed_lines(before, source)),
+                           shapes=tuple(forced), sizes=tuple(bound), target_elements=target_elements,
+                           max_loop_s=2.0, budget_s=5.0, device=device, threads=threads)
     return request, list(dict.fromkeys(p.pattern for p in mine))
 
 
@@ -175,11 +264,14 @@ def describe(t: Timing) -> list[str]:
     """The lines `loopvec bench` prints for one timing."""
     if t.status != "measured":
         return [f"  not measured: {t.message}"]
+    loop = f", the loop ran {t.iterations:,} iterations per call" if t.iterations is not None else ""
+    spread = (f"; 90% interval {_short(t.speedup_low)}-{_short(t.speedup_high)}x over {t.calls} paired calls"
+              if t.speedup_low is not None else "")
     return [
-        f"  inputs:   {t.shapes} on {t.device}, median of {t.calls} calls",
+        f"  inputs:   {t.shapes} on {t.device}{loop}",
         f"  original: {seconds(t.original_s):>10}   peak {human_bytes(t.original_bytes)}",
         f"  rewrite:  {seconds(t.rewrite_s):>10}   peak {human_bytes(t.rewrite_bytes)}",
-        f"  speedup:  {speed_note(t)}",
+        f"  speedup:  {speed_note(t)}{spread}",
     ]
 
 
@@ -339,56 +431,99 @@ def measure(req: BenchRequest) -> Timing:
     if device == "cuda" and not torch.cuda.is_available():
         return Timing(req.key, "not-measured", "CUDA is not available", device=device)
     try:
+        # the probed copies say where a call went; the plain ones are timed
         ref, new = load(req.reference), load(req.candidate)
+        plain_ref = load(replace(req.reference, loop=None)) if ref.probe is not None else ref
+        plain_new = load(replace(req.candidate, span=())) if new.probe is not None else new
     except LoadError as exc:
         return Timing(req.key, "not-measured", exc.message, device=device)
     except BaseException as exc:  # an import that fails or exits
         return Timing(req.key, "not-measured", f"cannot import: {type(exc).__name__}: {exc}", device=device)
     try:
-        plan = _plan(ref, new, req)
-        run_ref, run_new = _callable(ref, device), _callable(new, device)
-        sizes, inputs, shapes, first = _choose_sizes(plan, req, run_ref, device, ref.signature())
+        plan, bound = _plan(ref, new, req)
+        probed_ref, run_ref = _callables(ref, plain_ref, device)
+        probed_new, run_new = _callables(new, plain_new, device)
+        chosen = _choose_sizes(plan, req, _Probed(probed_ref, ref.probe), device, ref.signature(), bound)
     except _NotMeasured as exc:
         return Timing(req.key, "not-measured", str(exc), device=device)
+    if isinstance(chosen, _Unreached):
+        return Timing(req.key, "unreached", f"{UNREACHED} ({chosen.shapes})", shapes=chosen.shapes, device=device)
+    sizes, inputs, shapes, first, iterations = chosen
     sizes_items = tuple(sorted((k, v) for k, v in sizes.items() if isinstance(v, int)))
     try:
-        _call(run_new, inputs, device)
+        _Probed(probed_new, new.probe).run(inputs, device)
     except Exception as exc:
         return Timing(req.key, "failed", f"the rewrite raised where the loop did not: {type(exc).__name__}: {exc}",
                       sizes=sizes_items, shapes=shapes, device=device)
+    if new.probe is not None and not new.probe.span_ran:
+        # the loop ran but the rewritten code did not: timing it would time something else
+        return Timing(req.key, "unreached", f"the rewritten code did not run on the scaled-up inputs ({shapes})",
+                      sizes=sizes_items, shapes=shapes, device=device)
     orig, rew = _time_both(run_ref, run_new, inputs, device, first, req.budget_s)
+    ratios = [o / max(r, 1e-12) for o, r in zip(orig, rew)]
+    low, high = median_interval(ratios)
     mem_ref = mem_new = None
     if req.memory:
         mem_ref, mem_new = _peak_bytes(run_ref, inputs, device), _peak_bytes(run_new, inputs, device)
     return Timing(req.key, "measured", "", statistics.median(orig), statistics.median(rew), mem_ref, mem_new,
-                  sizes_items, shapes, device, len(orig))
+                  sizes_items, shapes, device, len(orig), statistics.median(ratios), low, high, iterations)
+
+
+class _Probed:
+    """A callable and its probe (None: not probed, so every call counts as reaching)."""
+
+    def __init__(self, fn, probe) -> None:
+        self.fn, self.probe = fn, probe
+
+    def run(self, inputs, device: str) -> tuple[float, int | None]:
+        """Seconds for one call, and the loop's iterations in it (None: not probed)."""
+        if self.probe is not None:
+            self.probe.reset()
+        took = _call(self.fn, inputs, device)
+        return took, (self.probe.iterations if self.probe is not None else None)
+
+
+@dataclass(frozen=True)
+class _Unreached:
+    shapes: str  # the largest inputs tried
 
 
 def _plan(ref, new, req: BenchRequest):
+    """The plan, and the dims `req.shapes` binds: `--shape x=[1000,3]` over the comment's
+    `x=[n,3]` sets n=1000, so `y=[n]` follows it."""
     from .analysis.usage import usage_facts
     from .verify.plan import build_plan
-    from .verify.specs import SpecError, parse_spec
+    from .verify.specs import SpecError, TensorSpec, parse_spec
 
     # as the verifier plans them (`check._plan`): the def-line comment wins over configured hints
     texts = {**dict(req.hints), **(ref.definition.hint_comment() or new.definition.hint_comment())}
     try:
         hints = {name: parse_spec(text) for name, text in texts.items()}
+        forced = {name: parse_spec(text) for name, text in req.shapes}
     except SpecError as exc:
         raise _NotMeasured(f"bad hint: {exc}") from None
+    bound: dict[str, int] = {}
+    for name, spec in forced.items():
+        old = hints.get(name)
+        if isinstance(old, TensorSpec) and isinstance(spec, TensorSpec) and old.dims and spec.dims \
+                and len(old.dims) == len(spec.dims):
+            bound.update({d: v for d, v in zip(old.dims, spec.dims)
+                          if isinstance(d, str) and d.isidentifier() and d != "_" and isinstance(v, int)})
+        hints[name] = spec
     facts = usage_facts(ref.definition.node, skip_first=ref.definition.skips_first)
-    return build_plan(ref.definition.params(), facts, hints)
+    return build_plan(ref.definition.params(), facts, hints), bound
 
 
-def _callable(loaded, device: str):
-    """A function of (args, kwargs); a method is bound to one instance made up front."""
-    target = getattr(loaded.target, "__func__", loaded.target)
-    if loaded.owner is None or loaded.definition.static:
-        return target
+def _callables(probed, plain, device: str):
+    """Functions of (args, kwargs) for the probed and the plain copy of one side; a method's
+    are bound to one instance made up front."""
+    if probed.owner is None or probed.definition.static:
+        return (getattr(probed.target, "__func__", probed.target), getattr(plain.target, "__func__", plain.target))
     try:
-        instance = loaded.make_instance(device)
+        instance = probed.make_instance(device)
     except Exception as exc:
-        raise _NotMeasured(f"cannot build {loaded.owner.__name__}(): {type(exc).__name__}: {exc}") from None
-    return loaded.target.__get__(instance, loaded.owner)
+        raise _NotMeasured(f"cannot build {probed.owner.__name__}(): {type(exc).__name__}: {exc}") from None
+    return probed.target.__get__(instance, probed.owner), plain.target.__get__(instance, plain.owner)
 
 
 def _dims_for(plan, key: str) -> list[str]:
@@ -422,9 +557,10 @@ def _dims_for(plan, key: str) -> list[str]:
     raise _NotMeasured(f"the size {key!r} names no dimension of the plan")
 
 
-def _choose_sizes(plan, req: BenchRequest, run_ref, device: str, signature):
-    """Sizes, inputs and one timed call of the original at the chosen scale."""
-    overrides = {}
+def _choose_sizes(plan, req: BenchRequest, ref: _Probed, device: str, signature, bound: dict[str, int] | None = None):
+    """(sizes, inputs, shapes, seconds of one call of the original, its loop's iterations)
+    at the largest scale tried on which the loop ran, or `_Unreached` when it ran on none."""
+    overrides = {d: v for d, v in (bound or {}).items() if any(p.name == d for p in plan.dims)}
     for key, value in req.sizes:
         if key != "*":
             overrides.update(dict.fromkeys(_dims_for(plan, key), value))
@@ -438,6 +574,7 @@ def _choose_sizes(plan, req: BenchRequest, run_ref, device: str, signature):
     low = max([d.low for d in free], default=1)
     s = max(8, low)
     best = None
+    tried = ""
     nonnegative = False  # integer tensors in [-100, 100]; [0, 100] once the original raised on those
     while True:
         sizes = {**fixed, **{d.name: s for d in free}}
@@ -445,7 +582,7 @@ def _choose_sizes(plan, req: BenchRequest, run_ref, device: str, signature):
             sizes[v.name] = ()
         inputs, shapes = _inputs(plan, sizes, device, signature, nonnegative)
         try:
-            took = _call(run_ref, inputs, device)
+            took, iterations = ref.run(inputs, device)
         except Exception as exc:
             if best is None and not nonnegative:
                 nonnegative = True  # `out[segment[i]] += ...`: integers used as indices
@@ -454,12 +591,15 @@ def _choose_sizes(plan, req: BenchRequest, run_ref, device: str, signature):
                 raise _NotMeasured(f"the original raised on scaled-up inputs ({shapes}): "
                                    f"{type(exc).__name__}: {exc}") from None
             break
-        best = (sizes, inputs, shapes, took)
+        tried = shapes
+        # the loop ran at most once here (a guard took another path): these sizes time nothing
+        if iterations is None or iterations >= 2:
+            best = (sizes, inputs, shapes, took, iterations)
         largest = max((t.numel() for t in _tensors(inputs)), default=0)
         if not free or took >= req.max_loop_s or largest >= req.target_elements or s >= 1 << 20:
             break
         s *= 2
-    return best
+    return best if best is not None else _Unreached(tried)
 
 
 def _inputs(plan, sizes: dict, device: str, signature, nonnegative: bool = False) -> tuple[tuple[tuple, dict], str]:
@@ -597,15 +737,21 @@ def _call(fn, inputs, device: str) -> float:
 
 
 def _time_both(run_ref, run_new, inputs, device: str, first: float, budget_s: float):
-    """Alternating calls, so drift in the machine's load hits both sides alike."""
+    """Alternating calls, so drift in the machine's load hits both sides alike: as many
+    rounds as the budget allows, at least `MIN_ROUNDS` -- or `CLEAR_ROUNDS` once the
+    budget is spent, when every round so far was `CLEAR_RATIO` times faster or more."""
     fast = _call(run_new, inputs, device)  # warm-up
-    rounds = int(min(max(budget_s / 2 / max(first, 1e-6), 3), 25))
+    rounds = int(min(max(budget_s / 2 / max(first, 1e-6), MIN_ROUNDS), 25))
     inner = int(min(max(first / max(fast, 1e-7), 1), 20))  # more samples of the quick side
     orig: list[float] = []
     new: list[float] = []
-    for _ in range(rounds):
+    started = time.perf_counter()
+    for k in range(rounds):
         orig.append(_call(run_ref, inputs, device))
         new.append(statistics.median(_call(run_new, inputs, device) for _ in range(inner)))
+        if k + 1 >= CLEAR_ROUNDS and time.perf_counter() - started >= budget_s \
+                and min(o / max(r, 1e-12) for o, r in zip(orig, new)) >= CLEAR_RATIO:
+            break  # a slow loop far behind its rewrite: more rounds would not change the verdict
     return orig, new
 
 

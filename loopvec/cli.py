@@ -17,6 +17,7 @@ from typer.core import TyperCommand
 
 from . import __version__
 from .config import Config, ConfigError, load
+from .bench import DEFAULT_MIN_SPEEDUP
 from .runner import RunOptions, RunResult, apply as run_apply, scan as run_scan
 from .verify.types import VerifySettings
 
@@ -174,9 +175,11 @@ def apply(
     grad: bool = typer.Option(False, "--grad", help="Also compare gradients of float inputs."),
     no_cache: bool = NoCacheOpt,
     min_speedup: Optional[float] = typer.Option(
-        None, "--min-speedup", min=0.0, help="Keep a verified rewrite only if it is at least this many times faster "
-                                              "than the loop on scaled-up inputs (default 1.0, or [tool.loopvec] "
-                                              "min_speedup; 0 turns the timing off)."),
+        None, "--min-speedup", min=0.0, help="Keep a verified rewrite only if it is measurably faster than the loop "
+                                              "on scaled-up inputs on which the loop runs: the median of paired "
+                                              "timings at least this many times faster, and its 90% interval above "
+                                              "1x (default 1.1, or [tool.loopvec] min_speedup; 0 turns the timing "
+                                              "off)."),
     max_memory: Optional[str] = typer.Option(
         None, "--max-memory", help="Leave a verified rewrite as it was when its peak tensor memory on the scaled-up "
                                    "inputs exceeds this (4GiB, 512MB, off; default a quarter of RAM, or "
@@ -192,7 +195,8 @@ def apply(
 
     memory_limit = _memory_limit(cfg, max_memory)
 
-    gate = min_speedup if min_speedup is not None else (cfg.min_speedup if cfg.min_speedup is not None else 1.0)
+    gate = min_speedup if min_speedup is not None else (cfg.min_speedup if cfg.min_speedup is not None
+                                                        else DEFAULT_MIN_SPEEDUP)
     committer = None
     if commit:
         if dry_run:
@@ -326,7 +330,7 @@ def profile(
     with _interruptible():
         code, samples = prof.run_profiled(list(command), interval_ms / 1000)
         files = prof.python_files(samples, roots)
-        gate = cfg.min_speedup if cfg.min_speedup is not None else 1.0
+        gate = cfg.min_speedup if cfg.min_speedup is not None else DEFAULT_MIN_SPEEDUP
         options = _options(files or roots, pattern, None, cfg, cache=not no_cache, min_speedup=gate or None,
                            max_memory=_memory_limit(cfg))
         costs = prof.charge(samples, prof.loops_of(files, options)) if files else []

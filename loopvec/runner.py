@@ -23,7 +23,7 @@ from typing import Callable
 import libcst as cst
 
 from . import cache
-from .bench import BenchRequest, Timing, bench, human_bytes, memory_note, speed_note
+from .bench import BenchRequest, Timing, bench, gate_note, human_bytes, memory_note, speed_note
 from .edits import function_source
 from .engine import (FilePlan, Planned, SourceError, Text, apply_keys, encode, plan_source, read,
                      scan_finding, unified_diff)
@@ -395,6 +395,7 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
     timings = _speed_gate([p for fp in plans for p in chosen[fp.path] if p.key not in dropped], options, progress)
     # the rewrite raised on the scaled-up inputs where the loop did not (out of memory, ...)
     broke = {k for k, t in timings.items() if t.status == "failed"}
+    # not measurably faster, or not timed at all because the loop ran on none of the inputs
     slow = {k for k, t in timings.items() if k not in broke and options.min_speedup is not None
             and not t.passes(options.min_speedup)}
     # the memory gate (the catalogue's Pitfall 4): an intermediate too large for the machine
@@ -453,8 +454,10 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
             elif status == VERIFIED and p.key in broke:
                 why = timings[p.key].message.splitlines()[0]
                 message = f"verified, but on scaled-up inputs {why}: left as it was"
+            elif status == VERIFIED and p.key in slow and timings[p.key].status == "unreached":
+                message = f"verified, but speed not measured: {timings[p.key].message}: left as it was"
             elif status == VERIFIED and p.key in slow:
-                message = (f"verified, but {speed_note(timings[p.key])} than the loop: left as it was "
+                message = (f"verified, but {gate_note(timings[p.key], options.min_speedup)}: left as it was "
                            f"(--min-speedup {options.min_speedup:g})")
             elif status == VERIFIED and p.key in big:
                 message = (f"verified, but {memory_note(timings[p.key])}: over --max-memory "
@@ -476,6 +479,10 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
                 counterexample=verdict.counterexample if verdict else None,
                 hint=verdict.hint if verdict else None,
                 speedup=round(timing.speedup, 2) if timing is not None and timing.speedup is not None
+                and options.min_speedup is not None else None,
+                speedup_low=round(timing.speedup_low, 2) if timing is not None and timing.speedup_low is not None
+                and options.min_speedup is not None else None,
+                speedup_high=round(timing.speedup_high, 2) if timing is not None and timing.speedup_high is not None
                 and options.min_speedup is not None else None,
                 peak_bytes=timing.rewrite_bytes if timing is not None else None,
                 loop_peak_bytes=timing.original_bytes if timing is not None else None,

@@ -29,6 +29,22 @@ def double(x: torch.Tensor) -> torch.Tensor:
 def hang(x: torch.Tensor) -> torch.Tensor:
     while True:
         pass
+
+
+def guarded(x: torch.Tensor) -> torch.Tensor:
+    if x.numel() > 10**9:
+        out = []
+        for v in x:
+            out.append(v * 2)
+        return torch.stack(out)
+    return x * 2
+
+
+def weigh(x, w):  # loopvec: shapes x=[n,4] w=[n]
+    out = []
+    for i in range(len(x)):
+        out.append(x[i].sum() * w[i])
+    return torch.stack(out)
 '''
 
 
@@ -43,17 +59,71 @@ def module(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- judging and showing
 
 
+def timed(median: float, low: float, high: float, **more) -> Timing:
+    return Timing("k", "measured", original_s=1.0, rewrite_s=1.0 / median, speedup_median=median,
+                  speedup_low=low, speedup_high=high, **more)
+
+
 @pytest.mark.parametrize("timing, gate, kept", [
-    (Timing("k", "measured", original_s=2.0, rewrite_s=1.0), 1.0, True),
-    (Timing("k", "measured", original_s=1.0, rewrite_s=1.02), 1.0, True),  # within timing noise
-    (Timing("k", "measured", original_s=1.0, rewrite_s=2.0), 1.0, False),
-    (Timing("k", "measured", original_s=3.0, rewrite_s=1.0), 5.0, False),
-    (Timing("k", "not-measured", "cannot build a scaled-up ModuleArg argument"), 1.0, True),
-    (Timing("k", "failed", "the rewrite raised where the loop did not"), 1.0, False),
-], ids=["twice as fast", "a tie is kept", "twice as slow", "under the asked speedup", "unmeasured stays",
+    (timed(2.0, 1.8, 2.2), 1.1, True),
+    (timed(1.02, 0.95, 1.1), 1.1, False),
+    (timed(1.02, 0.95, 1.1), 1.0, False),
+    (timed(1.3, 0.98, 1.6), 1.1, False),
+    (timed(1.05, 1.02, 1.08), 1.1, False),
+    (timed(1.05, 1.02, 1.08), 1.0, True),
+    (timed(0.5, 0.45, 0.55), 1.1, False),
+    (timed(3.0, 2.8, 3.2), 5.0, False),
+    (timed(0.9, 0.85, 0.95), 0.8, True),
+    (Timing("k", "measured", original_s=2.0, rewrite_s=1.0), 1.1, True),
+    (Timing("k", "not-measured", "cannot build a scaled-up ModuleArg argument"), 1.1, True),
+    (Timing("k", "unreached", "the loop did not run on the scaled-up inputs (x=[65536])"), 1.1, False),
+    (Timing("k", "failed", "the rewrite raised where the loop did not"), 1.1, False),
+], ids=["measurably twice as fast", "a tie goes", "a tie goes even at a gate of 1", "a spread that reaches 1 goes",
+        "measurably faster but under 1.1x goes", "measurably faster stays at a gate of 1", "twice as slow goes",
+        "under the asked speedup goes", "a gate under 1 keeps a bounded slowdown",
+        "a ratio without a spread is judged by itself", "unmeasured stays", "a loop that never ran goes",
         "a rewrite that raises goes"])
 def test_what_the_gate_keeps(timing, gate, kept):
     assert timing.passes(gate) is kept
+
+
+@pytest.mark.parametrize("timing, gate, why", [
+    (timed(1.04, 0.93, 1.12, sizes=(("n", 64),)), 1.1, "not measurably faster: 1.04x (0.93-1.12x, n=64)"),
+    (timed(0.4, 0.38, 0.42, sizes=(("n", 64),)), 1.1, "2.5x slower (0.38-0.42x, n=64)"),
+    (timed(1.5, 1.3, 1.7), 5.0, "only 1.5x faster (1.30-1.70x)"),
+    (timed(0.7, 0.6, 0.79), 0.8, "1.4x slower (0.60-0.79x)"),
+    (timed(0.9, 0.79, 0.95), 0.8, "not measurably over 0.8x: 0.90x (0.79-0.95x)"),
+    (Timing("k", "unreached", "the loop did not run on the scaled-up inputs (x=[64])"), 1.1,
+     "the loop did not run on the scaled-up inputs (x=[64])"),
+], ids=["a tie", "slower", "under the asked speedup", "slower than a gate under 1", "not measurably over a gate under 1",
+        "a loop that never ran"])
+def test_a_dropped_rewrite_says_why(timing, gate, why):
+    assert not timing.passes(gate)
+    assert why in B.gate_note(timing, gate)
+
+
+@pytest.mark.parametrize("median, note", [(1.02, "1.02x faster"), (0.98, "1.02x slower"), (1.1, "1.1x faster"),
+                                          (37.24, "37.2x faster")],
+                         ids=["just faster", "just slower", "the default gate", "far faster"])
+def test_a_ratio_near_one_never_reads_as_a_tie(median, note):
+    assert speed_note(timed(median, median, median)) == note
+
+
+@pytest.mark.parametrize("loop_s, rewrite_s, rounds", [(0.02, 0.0, 3), (0.002, 0.002, 6)],
+                         ids=["a clear-cut win stops at three rounds", "a tie takes the six rounds"])
+def test_paired_rounds_past_the_budget(loop_s, rewrite_s, rounds):
+    import time
+
+    orig, new = B._time_both(lambda: time.sleep(loop_s), lambda: time.sleep(rewrite_s), ((), {}), "cpu",
+                             first=1.0, budget_s=0.0)
+    assert len(orig) == len(new) == rounds
+
+
+@pytest.mark.parametrize("n, ranks", [(3, (1, 3)), (6, (1, 6)), (10, (2, 9)), (25, (8, 18))],
+                         ids=["too few for any rank: the range", "six: the range", "ten", "twenty-five"])
+def test_the_interval_of_the_median_comes_from_ranks(n, ranks):
+    ratios = [float(k) for k in range(n, 0, -1)]  # n..1, unsorted
+    assert B.median_interval(ratios) == tuple(float(r) for r in ranks)
 
 
 def test_speed_notes_say_faster_or_slower_with_the_sizes():
@@ -124,6 +194,57 @@ def test_a_rewrite_is_measured_against_its_loop(module):
     assert failed.status == "failed" and "AttributeError" in failed.message
     assert unknown.status == "not-measured" and "absent" in unknown.message
     assert fixed.shapes == "x=[123]"
+
+
+def _loop_at(text: str, qualname: str, loop: str) -> tuple[int, int]:
+    """(line, 1-based column) of the loop line `loop` inside def `qualname`."""
+    lines = text.splitlines()
+    start = lines.index(next(ln for ln in lines if ln.startswith(f"def {qualname}(")))
+    k = next(k for k in range(start, len(lines)) if lines[k].strip() == loop)
+    return k + 1, len(lines[k]) - len(lines[k].lstrip()) + 1
+
+
+@pytest.mark.slow
+def test_a_loop_that_runs_on_no_input_is_not_timed(module):
+    rewrite = "def guarded(x):\n    if x.numel() > 10**9:\n        return x * 2\n    return x * 2\n"
+    req = BenchRequest("g", Impl(str(module), "guarded", loop=_loop_at(LOOPS, "guarded", "for v in x:")),
+                       Impl(str(module), "guarded", rewrite, span=(3,)), budget_s=0.1, max_loop_s=0.02)
+    (timing,) = bench([req], timeout_s=60)
+    assert timing.status == "unreached" and timing.speedup is None and not timing.passes(1.1)
+    assert timing.message.startswith("the loop did not run on the scaled-up inputs (x=[")
+
+
+@pytest.mark.slow
+def test_the_timed_inputs_are_ones_the_loop_ran_on(module):
+    rewrite = "def double(x):\n    return x * 2\n"
+    req = BenchRequest("k", Impl(str(module), "double", loop=_loop_at(LOOPS, "double", "for v in x:")),
+                       Impl(str(module), "double", rewrite, span=(2,)), sizes=(("*", 300),), budget_s=0.1)
+    (timing,) = bench([req], timeout_s=60)
+    assert timing.status == "measured" and timing.iterations == 300
+    assert timing.speedup_low <= timing.speedup <= timing.speedup_high and timing.calls >= B.CLEAR_ROUNDS
+
+
+@pytest.mark.slow
+def test_apply_leaves_a_rewrite_whose_loop_the_gate_could_not_run(module, monkeypatch):
+    import loopvec.runner as R
+
+    def unreached(requests, timeout_s):
+        return [Timing(r.key, "unreached", "the loop did not run on the scaled-up inputs (x=[8])") for r in requests]
+
+    monkeypatch.setattr(R, "bench", unreached)
+    result = apply(RunOptions(paths=("loops.py",), min_speedup=1.1))
+    (finding,) = [f for f in result.findings if f.function == "double"]
+    assert finding.status == "verified" and finding.speedup is None
+    assert finding.message == ("verified, but speed not measured: the loop did not run on the scaled-up inputs "
+                               "(x=[8]): left as it was")
+    assert module.read_text() == LOOPS
+
+
+@pytest.mark.slow
+def test_bench_shape_overrides_the_shapes_comment(module):
+    result = CliRunner().invoke(app, ["bench", "loops.py::weigh", "--shape", "x=[300,4]", "--timeout", "120"])
+    assert result.exit_code == 0, result.output
+    assert "x=[300,4] w=[300] on cpu, the loop ran 300 iterations per call" in result.output
 
 
 @pytest.mark.slow
