@@ -223,7 +223,9 @@ def _spec(name: str, k: Kind, dims: dict[tuple[str, int], str]) -> str | None:
     if k.kind in _SCALARS:
         return k.kind
     if k.kind == "module":
-        return "callable"
+        # a container (ModuleList, Sequential) is iterated or indexed, not only called: the
+        # recorded one, from a sample, rather than a stand-in model
+        return "callable" if k.length is None else None
     if k.kind == "size":
         return "tuple[int, ...]"
     if k.kind in ("list", "tuple") and not k.ragged:

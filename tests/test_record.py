@@ -97,6 +97,7 @@ def test_kinds_the_spec_grammar_states(kind, spec):
     pytest.param(describe([torch.zeros(2), torch.zeros(5)]), id="a ragged list"),
     pytest.param(describe(np.zeros(3)), id="a numpy array"),
     pytest.param(describe(object()), id="another object"),
+    pytest.param(describe(torch.nn.ModuleList([torch.nn.Linear(2, 2)])), id="a list of modules"),
 ])
 def test_kinds_no_spec_states_get_no_hint(kind):
     assert hints(_record(({"v": kind}, {}))) == ()
