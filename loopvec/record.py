@@ -13,8 +13,11 @@ tensors are all small, a copy of the values themselves (`torch.save`). At exit e
 writes what it saw; the parent merges it into `.loopvec_cache/observed/`, one
 `observed.Record` per function, replacing earlier recordings of the functions it saw.
 
-The hook costs one Python call per function call while the command runs (and nothing at
-lines, and nothing for coverage tools, which use `sys.settrace`).
+The hook is a Python function called at every call, return and builtin call of the
+recorded program; for all but the watched functions it returns after one dict lookup.
+Code that spends its time in torch kernels hardly notices; code made of many tiny Python
+calls runs several times slower while recorded. It leaves `sys.settrace` (coverage tools,
+debuggers) alone. A process that ends with `os._exit` (some worker pools) writes nothing.
 """
 
 from __future__ import annotations
