@@ -410,8 +410,9 @@ def numpy_instead(plan: Plan, name: str) -> SearchStrategy[dict[str, Any]]:
 
 def tensors_instead(plan: Plan, name: str, ragged: bool = False) -> SearchStrategy[dict[str, Any]]:
     """`name` as a Python list of separate tensors: its tensor's rows, each a tensor of its
-    own (or, for a list parameter, its items); with `ragged`, rows whose first axis differs
-    in size (1-D rows at least), the way sequences of different lengths arrive."""
+    own (or, for a list or tuple parameter, its items, in the same container); with
+    `ragged`, rows whose first axis differs in size (1-D rows at least), the way sequences
+    of different lengths arrive."""
 
     @st.composite
     def draw(draw) -> dict[str, Any]:
@@ -420,13 +421,13 @@ def tensors_instead(plan: Plan, name: str, ragged: bool = False) -> SearchStrate
         if not ragged:
             return {**args, name: [row.clone() for row in rows]}
         if not rows:
-            return {**args, name: []}
+            return args
         like = rows[0] if isinstance(rows[0], torch.Tensor) else torch.as_tensor(rows[0])
         rest = tuple(like.shape[1:])
         sizes = [draw(_integers(1, 4)) for _ in rows]
         if len(sizes) >= 2 and len(set(sizes)) == 1:
             sizes[-1] += 1  # unequal: that is the point of the kind
         items = [draw(_tensors(like.dtype, (n, *rest), False, None, False)) for n in sizes]
-        return {**args, name: items}
+        return {**args, name: tuple(items) if isinstance(args[name], tuple) else items}
 
     return draw()

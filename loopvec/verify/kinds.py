@@ -82,11 +82,12 @@ def kinds_to_try(plan: Plan, facts: UsageFacts, params: list[Param]) -> list[Kin
         if not isinstance(arg, TensorArg) or sources.get(name) != "usage" or usage.tensor_only:
             continue
         rank = len(arg.dims)
+        # the likeliest first: its counterexample is the one the report shows
         if rank >= 2 or usage.item_tensor:
             out.append(Kind(name, "ragged"))  # rows of their own sizes: at least 1-D each
-        out.append(Kind(name, "tensors"))  # of a 1-D tensor: a list of 0-d ones, a list of losses
         if rank == 1:
             out += [Kind(name, "numbers"), Kind(name, "tuple"), Kind(name, "size")]
+        out.append(Kind(name, "tensors"))  # of a 1-D tensor: a list of 0-d ones, a list of losses
         out.append(Kind(name, "numpy"))
     return out
 
@@ -120,8 +121,8 @@ class Divergence:
     def says(self) -> str:
         """`on a list of numbers the rewrite raises TypeError: ...`"""
         d = self.difference
-        if d.where == "the rewrite" and d.what.startswith("raised "):
-            did = "raises " + d.what.removeprefix("raised ")
+        if d.where == "the rewrite":  # it raised, or warned
+            did = d.what.replace("raised ", "raises ", 1)
         else:
             did = f"differs: {d.where}: {d.what}"
         return f"on {self.kind.text} the rewrite {did}"
@@ -157,8 +158,8 @@ def judged(verdict: Verdict, found: list[Divergence], untried: list[Kind]) -> Ve
     failure = next((f for f in found if f.kind.known), None)
     if failure is not None:
         return replace(verdict, status="failed", counterexample=failure.counterexample,
-                       message=f"rewrite differs from the original {failure.says()}: "
-                               f"`{failure.kind.param}` is declared a list of tensors")
+                       message=f"rewrite differs from the original {failure.says()} "
+                               f"(`{failure.kind.param}` is declared a list of tensors, of any sizes)")
     parts = []
     for param in dict.fromkeys(k.param for k in [*(f.kind for f in found), *untried] if not k.known):
         mine = [f for f in found if f.kind.param == param]

@@ -7,8 +7,8 @@ import pytest
 
 from loopvec.analysis.usage import usage_facts
 from loopvec.runner import RunOptions, apply
-from loopvec.verify import Candidate, Impl, VerifySettings, verify_candidates
-from loopvec.verify.kinds import Kind, kinds_to_try
+from loopvec.verify import Candidate, Impl, Verdict, VerifySettings, verify_candidates
+from loopvec.verify.kinds import Kind, judged, kinds_to_try
 from loopvec.verify.plan import Param, build_plan
 
 SETTINGS = VerifySettings(max_examples=30, timeout_s=60.0, workers=2)
@@ -87,10 +87,10 @@ ROWS = "def f(xs):\n    for i in range(len(xs)):\n        for j in range(len(xs[
 
 
 @pytest.mark.parametrize("source, annotations, expected", [
-    (LOOP_1D, None, [("xs", "tensors", False), ("xs", "numbers", False), ("xs", "tuple", False),
-                     ("xs", "size", False), ("xs", "numpy", False)]),
-    (ITEMS, None, [("xs", "ragged", False), ("xs", "tensors", False), ("xs", "numbers", False),
-                   ("xs", "tuple", False), ("xs", "size", False), ("xs", "numpy", False)]),
+    (LOOP_1D, None, [("xs", "numbers", False), ("xs", "tuple", False), ("xs", "size", False),
+                     ("xs", "tensors", False), ("xs", "numpy", False)]),
+    (ITEMS, None, [("xs", "ragged", False), ("xs", "numbers", False), ("xs", "tuple", False),
+                   ("xs", "size", False), ("xs", "tensors", False), ("xs", "numpy", False)]),
     (ROWS, None, [("xs", "ragged", False), ("xs", "tensors", False), ("xs", "numpy", False)]),
     (ITEMS, {"xs": "torch.Tensor"}, []),
     (ITEMS, {"xs": 'Float[Tensor, "n"]'}, []),
@@ -111,6 +111,12 @@ ROWS = "def f(xs):\n    for i in range(len(xs)):\n        for j in range(len(xs[
 ])
 def test_the_kinds_tried_follow_the_evidence(source, annotations, expected):
     assert _kinds(source, annotations) == expected
+
+
+def test_kinds_left_untried_at_the_time_limit_are_an_assumption_too():
+    verdict = judged(Verdict("verified", "verified on 30 examples"), [], [Kind("xs", "numbers"), Kind("xs", "numpy")])
+    assert verdict.kind_assumption == ("`xs` is a tensor (the other kinds of value it may hold were not tried "
+                                       "before the time limit)")
 
 
 # ---------------------------------------------------------------------------- judgement
@@ -267,3 +273,5 @@ def test_a_rewrite_that_assumes_a_tensor_is_unsafe_and_written_only_with_unsafe(
     assert any(a.startswith("`x` is a tensor (on a list of tensors of equal sizes") for a in finding.assumptions)
     assert "x = list of 2" in finding.counterexample
     assert bool(result.diffs) == unsafe
+    if not unsafe:
+        assert "written only with --unsafe (it holds only if `x` is a tensor (on a list of" in finding.message
