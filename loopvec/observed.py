@@ -30,6 +30,9 @@ _JAXTYPING = {
     "bool": "Bool", "complex64": "Complex64", "complex128": "Complex128",
 }
 _SYMBOLS = "n m k p q r s t u v w".split()
+# A larger size that never changed (an embedding width of 768) is still drawn small: the
+# verifier draws every element, and an axis shared by equal sizes keeps the shapes agreeing.
+_LITERAL_MAX = 16
 
 
 @dataclass(frozen=True)
@@ -175,9 +178,9 @@ def main_group(record: Record) -> list[tuple[Signature, int]]:
 
 def hints(record: Record) -> tuple[tuple[str, str], ...]:
     """Hint specs (`name`, `[n,3]:float32`) for the arguments and attributes of the most
-    frequent kind of call. A size is a literal where it was 0 or 1, or the same in
-    calls that differed in others; otherwise a name, shared by every axis that always had
-    the same size (`x=[n] self.factors=[n]`). Kinds the spec grammar cannot state (a
+    frequent kind of call. A size is a literal where it was 0 or 1, or the same (and at
+    most `_LITERAL_MAX`) in calls that differed in others; otherwise a name, shared by
+    every axis that always had the same size (`x=[n] self.factors=[n]`). Kinds the spec grammar cannot state (a
     ragged list, a numpy array, another object) get no hint: the samples carry them."""
     group = main_group(record)
     if not group:
@@ -200,7 +203,7 @@ def hints(record: Record) -> tuple[tuple[str, str], ...]:
     dims: dict[tuple[str, int], str] = {}
     for ax, sizes in axes.items():
         constant = len(set(sizes)) == 1
-        if constant and (sizes[0] <= 1 or varied):
+        if constant and (sizes[0] <= 1 or varied and sizes[0] <= _LITERAL_MAX):
             dims[ax] = str(sizes[0])
             continue
         if sizes not in symbol_of:

@@ -72,6 +72,11 @@ def test_a_size_that_stayed_while_others_changed_is_kept():
     assert hints(rec) == (("x", "[n,3]:float32"),)
 
 
+def test_a_large_size_that_stayed_is_drawn_small_but_shared():
+    rec = _record(({"x": _tensor(4, 768)}, {"w": _tensor(768, 2)}), ({"x": _tensor(6, 768)}, {"w": _tensor(768, 2)}))
+    assert hints(rec) == (("x", "[n,m]:float32"), ("self.w", "[m,2]:float32"))
+
+
 def test_sizes_zero_and_one_are_kept():
     rec = _record(({"x": _tensor(1, 5)}, {}))
     assert hints(rec) == (("x", "[1,n]:float32"),)
