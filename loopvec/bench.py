@@ -475,12 +475,16 @@ class _Probed:
     def __init__(self, fn, probe) -> None:
         self.fn, self.probe = fn, probe
 
-    def run(self, inputs, device: str) -> tuple[float, int | None]:
-        """Seconds for one call, and the loop's iterations in it (None: not probed)."""
-        if self.probe is not None:
-            self.probe.reset()
+    def run(self, inputs, device: str) -> tuple[float, int | None, bool]:
+        """Seconds for one call, the loop's iterations in it (None: not probed), and whether
+        the call reached the loop as the verifier counts it: two iterations or more, or a
+        run left by `break`/`return` (a search that found its item at once)."""
+        if self.probe is None:
+            return _call(self.fn, inputs, device), None, True
+        self.probe.reset()
         took = _call(self.fn, inputs, device)
-        return took, (self.probe.iterations if self.probe is not None else None)
+        n = self.probe.iterations
+        return took, n, n >= 2 or bool(getattr(self.probe, "stopped_early", False))
 
 
 @dataclass(frozen=True)
@@ -582,7 +586,7 @@ def _choose_sizes(plan, req: BenchRequest, ref: _Probed, device: str, signature,
             sizes[v.name] = ()
         inputs, shapes = _inputs(plan, sizes, device, signature, nonnegative)
         try:
-            took, iterations = ref.run(inputs, device)
+            took, iterations, reached = ref.run(inputs, device)
         except Exception as exc:
             if best is None and not nonnegative:
                 nonnegative = True  # `out[segment[i]] += ...`: integers used as indices
@@ -593,7 +597,7 @@ def _choose_sizes(plan, req: BenchRequest, ref: _Probed, device: str, signature,
             break
         tried = shapes
         # the loop ran at most once here (a guard took another path): these sizes time nothing
-        if iterations is None or iterations >= 2:
+        if reached:
             best = (sizes, inputs, shapes, took, iterations)
         largest = max((t.numel() for t in _tensors(inputs)), default=0)
         if not free or took >= req.max_loop_s or largest >= req.target_elements or s >= 1 << 20:

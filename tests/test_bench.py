@@ -40,6 +40,13 @@ def guarded(x: torch.Tensor) -> torch.Tensor:
     return x * 2
 
 
+def first_above(x: torch.Tensor) -> torch.Tensor:
+    for i in range(len(x)):
+        if x[i] > -100.0:
+            return x[i]
+    return x[0]
+
+
 def weigh(x, w):  # loopvec: shapes x=[n,4] w=[n]
     out = []
     for i in range(len(x)):
@@ -95,8 +102,8 @@ def test_what_the_gate_keeps(timing, gate, kept):
     (timed(0.9, 0.79, 0.95), 0.8, "not measurably over 0.8x: 0.90x (0.79-0.95x)"),
     (Timing("k", "unreached", "the loop did not run on the scaled-up inputs (x=[64])"), 1.1,
      "the loop did not run on the scaled-up inputs (x=[64])"),
-], ids=["a tie", "slower", "under the asked speedup", "slower than a gate under 1", "not measurably over a gate under 1",
-        "a loop that never ran"])
+], ids=["a tie", "slower", "under the asked speedup", "slower than a gate under 1",
+        "not measurably over a gate under 1", "a loop that never ran"])
 def test_a_dropped_rewrite_says_why(timing, gate, why):
     assert not timing.passes(gate)
     assert why in B.gate_note(timing, gate)
@@ -222,6 +229,16 @@ def test_the_timed_inputs_are_ones_the_loop_ran_on(module):
     (timing,) = bench([req], timeout_s=60)
     assert timing.status == "measured" and timing.iterations == 300
     assert timing.speedup_low <= timing.speedup <= timing.speedup_high and timing.calls >= B.CLEAR_ROUNDS
+
+
+@pytest.mark.slow
+def test_a_search_loop_that_returns_on_its_first_item_has_run(module):
+    rewrite = "def first_above(x):\n    return x[(x > -100.0).nonzero()[0, 0]]\n"
+    loop = _loop_at(LOOPS, "first_above", "for i in range(len(x)):")
+    req = BenchRequest("s", Impl(str(module), "first_above", loop=loop),
+                       Impl(str(module), "first_above", rewrite, span=(2,)), sizes=(("*", 300),), budget_s=0.05)
+    (timing,) = bench([req], timeout_s=60)
+    assert timing.status == "measured" and timing.iterations == 1
 
 
 @pytest.mark.slow
