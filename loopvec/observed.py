@@ -166,23 +166,37 @@ def _signature_structure(sig: Signature) -> tuple:
     return (tuple((n, _structure(k)) for n, k in sig.args), tuple((n, _structure(k)) for n, k in sig.attrs))
 
 
-def main_group(record: Record) -> list[tuple[Signature, int]]:
-    """The signatures of the most frequent structure (same kinds, dtypes and ranks)."""
-    groups: dict[tuple, list[tuple[Signature, int]]] = defaultdict(list)
+def groups(record: Record) -> list[list[tuple[Signature, int]]]:
+    """The signatures by structure (same kinds, dtypes and ranks), the most calls first."""
+    by: dict[tuple, list[tuple[Signature, int]]] = defaultdict(list)
     for sig, count in record.signatures.items():
-        groups[_signature_structure(sig)].append((sig, count))
-    if not groups:
-        return []
-    return max(groups.values(), key=lambda g: sum(c for _, c in g))
+        by[_signature_structure(sig)].append((sig, count))
+    return sorted(by.values(), key=lambda g: -sum(c for _, c in g))
+
+
+def main_group(record: Record) -> list[tuple[Signature, int]]:
+    """The signatures of the most frequent structure."""
+    found = groups(record)
+    return found[0] if found else []
 
 
 def hints(record: Record) -> tuple[tuple[str, str], ...]:
+    """The hints of the most frequent kind of call (`group_hints`)."""
+    return group_hints(main_group(record))
+
+
+def other_hints(record: Record, top: int = 3) -> list[tuple[tuple[str, str], ...]]:
+    """The hints of the next most frequent kinds of call (a list of curves in most calls, a
+    [C, T] tensor in others): the verifier draws some examples of each."""
+    return [h for h in map(group_hints, groups(record)[1:1 + top]) if h]
+
+
+def group_hints(group: list[tuple[Signature, int]]) -> tuple[tuple[str, str], ...]:
     """Hint specs (`name`, `[n,3]:float32`) for the arguments and attributes of the most
     frequent kind of call. A size is a literal where it was 0 or 1, or the same (and at
     most `_LITERAL_MAX`) in calls that differed in others; otherwise a name, shared by
     every axis that always had the same size (`x=[n] self.factors=[n]`). Kinds the spec grammar cannot state (a
     ragged list, a numpy array, another object) get no hint: the samples carry them."""
-    group = main_group(record)
     if not group:
         return ()
     sigs = [sig for sig, _ in group]
@@ -322,6 +336,7 @@ class Replay:
     samples: list[dict[str, Any]]
     fixed: dict[str, Any]
     note: str
+    others: list[tuple[tuple[str, str], ...]] = field(default_factory=list)  # `other_hints`
 
 
 def replay(entry: str | None) -> Replay | None:
@@ -341,7 +356,7 @@ def replay(entry: str | None) -> Replay | None:
     kinds = len(main_group(record))
     replayed = f"{len(samples)} recorded call{'s' if len(samples) != 1 else ''} replayed, " if samples else ""
     note = f"{replayed}the rest drawn like the {kinds} observed signature{'s' if kinds != 1 else ''} of {record.calls}"
-    return Replay(samples, fixed, f"{note} call{'s' if record.calls != 1 else ''}")
+    return Replay(samples, fixed, f"{note} call{'s' if record.calls != 1 else ''}", other_hints(record))
 
 
 def observed_inputs(folder: str, path: str, qualname: str) -> tuple[tuple[tuple[str, str], ...], str | None]:

@@ -11,7 +11,8 @@ import torch
 from typer.testing import CliRunner
 
 from loopvec.cli import app
-from loopvec.observed import Kind, Record, Signature, attribute_constants, describe, hints, replay
+from loopvec.observed import (Kind, Record, Signature, attribute_constants, describe, hints, other_hints, read_record,
+                              replay)
 from loopvec.record import Recorder, merge, store, targets_of
 
 SAMPLE = Path(__file__).resolve().parent / "sample_project"
@@ -296,3 +297,60 @@ def test_a_module_instance_is_built_from_observed_attributes_without_init():
     assert isinstance(module, Gains) and module.eps == 0.5
     assert [name for name, _ in module.named_parameters()] == ["gain"]
     assert torch.equal(module.gain, weight) and module.gain is not weight  # a copy: a call may change it
+
+
+TOTALS = '''\
+import torch
+
+
+def totals(xs):
+    out = []
+    for x in xs:
+        out.append(x.sum())
+    return torch.stack(out)
+'''
+
+DRIVE = '''\
+import torch
+from totals_mod import totals
+
+totals([torch.ones(20000), torch.ones(7000)])  # too large to keep as samples
+totals([torch.ones(5000), torch.ones(30000), torch.ones(100)])
+'''
+
+
+@pytest.mark.slow
+def test_a_recorded_ragged_list_no_hint_states_still_gets_its_kind_tried(tmp_path, monkeypatch):
+    (tmp_path / "totals_mod.py").write_text(TOTALS)
+    (tmp_path / "drive.py").write_text(DRIVE)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["record", ".", "--", sys.executable, "drive.py"])
+    assert result.exit_code == 0, result.output
+    assert "(ragged)" in result.output and "samples kept" not in result.output
+    [line] = [x for x in runner.invoke(app, ["apply", "--dry-run", "--no-cache", "totals_mod.py"]).output.splitlines()
+              if x.startswith("totals_mod.py:")]
+    # the tensors drawn for xs prove nothing about the lists it receives: not written by default
+    assert "unsafe: written only with --unsafe" in line and "`xs` is a tensor" in line
+    assert "on observed inputs" in line
+
+
+def test_a_less_frequent_kind_of_call_gets_examples_too(tmp_path):
+    from loopvec.cache import observed_entry, store_observed
+    from loopvec.verify.check import check
+    from loopvec.verify.types import Candidate, Impl, VerifySettings
+
+    (tmp_path / "doubling.py").write_text(
+        "import torch\n\n\ndef double(x):\n    out = []\n    for v in x:\n        out.append(v * 2)\n"
+        "    return torch.tensor(out)\n")
+    (tmp_path / "fast.py").write_text("import torch\n\n\ndef double(x):\n    return torch.as_tensor(x * 2)\n")
+    tensors, floats = Signature((("x", _tensor(4)),)), Signature((("x", describe([1.0, 2.0])),))
+    entry = observed_entry(str(tmp_path), str(tmp_path / "doubling.py"), "double")
+    store_observed(entry, Record(str(tmp_path / "doubling.py"), "double", {tensors: 5, floats: 1}, calls=6))
+    assert hints(read_record(str(entry))) == (("x", "[n]:float32"),)
+    assert other_hints(read_record(str(entry))) == [(("x", "list[float]"),)]
+    cand = Candidate(Impl(str(tmp_path / "doubling.py"), "double"), Impl(str(tmp_path / "fast.py"), "double"),
+                     (("x", "[n]:float32"),), "k", str(entry))
+    verdict = check(cand, VerifySettings(max_examples=30, device="cpu"))
+    # `x * 2` repeats a list where the loop doubled its numbers
+    assert verdict.status == "failed" and "on observed inputs" in verdict.message
+    assert "x = [" in verdict.counterexample

@@ -112,11 +112,15 @@ def _check(cand: Candidate, settings: VerifySettings, started: float, timings: l
     plan = _plan(ref, new, cand)
     if ref.owner is not None and not ref.definition.static and observed is None:
         _try_instance(ref)
-    search = _search(ref, new, plan, settings, devices, started, observed)
+    # the other kinds of call the recording saw get examples too
+    others = [_plan(ref, new, replace(cand, hints=cand.hints + other)) for other in observed.others] if observed else []
+    search = _search(ref, new, plan, settings, devices, started, observed, others)
     timings.append(("search", round(time.perf_counter() - started, 4)))
     verdict = replace(_verdict(search, plan, settings, devices), stand_ins=plan.stand_ins)
-    if observed is None:  # observed values are evidence of their kinds: no others to try
-        verdict = check_kinds(verdict, ref, new, plan, settings, started)
+    # observed kinds are evidence through the hints they give (`plan.sources`); a parameter
+    # whose observed kind no hint states (a ragged list, a numpy array) still gets the
+    # other kinds tried, or a recording would prove less than no recording
+    verdict = check_kinds(verdict, ref, new, plan, settings, started)
     if observed is not None:
         verdict = replace(verdict, observed=True, message=f"{verdict.message}; on observed inputs ({observed.note})")
     return verdict
@@ -242,7 +246,7 @@ def _try_instance(ref: Loaded) -> None:
 
 def _search(
     ref: Loaded, new: Loaded, plan: Plan, settings: VerifySettings, devices: tuple[str, ...], started: float,
-    observed: Replay | None = None,
+    observed: Replay | None = None, observed_others: list[Plan] = (),
 ) -> _Search:
     """Run the examples: one hypothesis run per value dtype, one of strided inputs, and,
     where two arguments take the value dtype, one that gives them different dtypes.
@@ -328,6 +332,7 @@ def _search(
         arguments(replace(plan, value_dtypes=(dtype,)), strided)
         for dtype, strided in [(first, False), (first, True), *((dtype, False) for dtype in others)]
     ]
+    runs += [arguments(other) for other in observed_others]
     mixed = can_mix(plan)
     if mixed:
         runs.append(arguments(plan, mixed=True))
