@@ -222,10 +222,11 @@ def _hints_for(path: str, qualname: str, options: RunOptions) -> tuple[tuple[str
 
 
 def _candidate(p: Planned, source_fn: str, options: RunOptions) -> Candidate:
-    path = str(Path(p.path).resolve())
-    observed_hints, observed = _observed(path, p.qualname, options)
-    return Candidate(Impl(path, p.qualname), Impl(path, p.qualname, source_fn, p.prelude),
-                     _hints_for(path, p.qualname, options) + observed_hints, p.key, observed)
+    """The verifier's claim for one rewrite, probed for reach (`Planned.impls`)."""
+    reference, candidate = replace(p, function_source=source_fn).impls()
+    observed_hints, observed = _observed(reference.path, p.qualname, options)
+    return Candidate(reference, candidate, _hints_for(reference.path, p.qualname, options) + observed_hints, p.key,
+                     observed)
 
 
 def _observed(path: str, qualname: str, options: RunOptions) -> tuple[tuple[tuple[str, str], ...], str | None]:
@@ -488,6 +489,8 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
                 and options.min_speedup is not None else None,
                 peak_bytes=timing.rewrite_bytes if timing is not None else None,
                 loop_peak_bytes=timing.original_bytes if timing is not None else None,
+                reached=verdict.reached if verdict is not None else None,
+                iterations=verdict.iterations if verdict is not None else None,
                 key=p.key,
             ))
         findings += list(fp.declined)
