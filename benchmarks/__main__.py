@@ -192,9 +192,19 @@ def rewritten_functions(old: str, new: str) -> list[tuple[str, str, str]]:
     return [(q, src, prelude) for q, src in new_defs.items() if q in old_defs and old_defs[q] != src]
 
 
+def _loops_by_function(case: Path, pattern: str) -> dict[str, tuple[int, int]]:
+    """qualname -> (line, column) of the loop the pattern rewrites, for functions with one."""
+    from loopvec.engine import plan_source
+
+    planned = plan_source(str(case), case.read_text(encoding="utf-8"), (pattern,)).planned
+    quals = [p.qualname for p in planned]
+    return {p.qualname: (p.line, p.column) for p in planned if quals.count(p.qualname) == 1}
+
+
 def speedup_section(args, tmp: str, code: str) -> dict:
     from benchmarks.sizes import MAX_LOOP_S, SIZES, TARGET_ELEMENTS
     from loopvec.bench import BenchRequest, bench, human_bytes, seconds
+    from loopvec.engine import changed_lines
     from loopvec.verify.types import Impl
 
     requests = []
@@ -209,13 +219,19 @@ def speedup_section(args, tmp: str, code: str) -> dict:
             changed = rewritten_functions(case.read_text(encoding="utf-8"), expected.read_text(encoding="utf-8"))
         except SyntaxError:
             continue
+        loops = _loops_by_function(case, pattern)
+        old_defs = _defs(ast.parse(case.read_text(encoding="utf-8")),
+                         case.read_text(encoding="utf-8").splitlines(keepends=True))
         for qual, src, prelude in changed:
+            # the reach probe: timed only on inputs where the loop runs (one loop per function)
+            probe = {"loop": loops[qual], "span": changed_lines(old_defs[qual], src)} if qual in loops else {}
             sizes = {**SIZES.get(pattern, {}), **SIZES.get(f"{pattern}/{name}", {}),
                      **SIZES.get(f"{pattern}/{name}::{qual}", {})}
             for device in args.devices:
                 requests.append(BenchRequest(
                     f"{pattern}/{name}::{qual}" + (f" [{device}]" if len(args.devices) > 1 else ""),
-                    Impl(str(case), qual), Impl(str(case), qual, src, prelude), sizes=tuple(sizes.items()),
+                    Impl(str(case), qual, loop=probe.get("loop")),
+                    Impl(str(case), qual, src, prelude, span=probe.get("span")), sizes=tuple(sizes.items()),
                     target_elements=TARGET_ELEMENTS, max_loop_s=MAX_LOOP_S, budget_s=args.budget,
                     device=device, threads=args.threads))
     print(f"speedup: {len(requests)} rewritten functions of {len({r.key.split('::')[0] for r in requests})} "
