@@ -146,7 +146,8 @@ def check_kinds(verdict: Verdict, ref: Loaded, new: Loaded, plan: Plan, settings
         if time.perf_counter() > deadline:
             untried.append(kind)
             continue
-        divergence = diverges(ref, new, strategy(plan, kind), kind, settings, deadline)
+        # the report shows the first counterexample: only that one is shrunk
+        divergence = diverges(ref, new, strategy(plan, kind), kind, settings, deadline, shrink=not found)
         if divergence is not None:
             found.append(divergence)
     return judged(verdict, found, untried)
@@ -185,7 +186,7 @@ class _Diverged(Exception):
 
 
 def diverges(ref: Loaded, new: Loaded, draw: SearchStrategy[dict[str, Any]], kind: Kind,
-             settings: VerifySettings, deadline: float) -> Divergence | None:
+             settings: VerifySettings, deadline: float, shrink: bool = True) -> Divergence | None:
     """The smallest input drawn from `draw` that the original accepts and the rewrite does
     not reproduce (on the CPU: kinds are about Python types, not devices), or None."""
     sig = ref.signature()
@@ -213,11 +214,11 @@ def diverges(ref: Loaded, new: Loaded, draw: SearchStrategy[dict[str, Any]], kin
             state["found"] = Divergence(kind, counterexample(named, "cpu", diff), diff)
             raise _Diverged(diff.text())
 
-    _run(example, draw, settings.seed)
+    _run(example, draw, settings.seed, shrink)
     return state["found"]
 
 
-def _run(example: Callable[[dict[str, Any]], None], draw: SearchStrategy, seed_value: int) -> None:
+def _run(example: Callable[[dict[str, Any]], None], draw: SearchStrategy, seed_value: int, shrink: bool) -> None:
     test = hyp_settings(
         max_examples=_EXAMPLES,
         database=None,
@@ -225,7 +226,7 @@ def _run(example: Callable[[dict[str, Any]], None], draw: SearchStrategy, seed_v
         deadline=None,
         suppress_health_check=list(HealthCheck),
         verbosity=Verbosity.quiet,
-        phases=(Phase.generate, Phase.shrink),
+        phases=(Phase.generate, Phase.shrink) if shrink else (Phase.generate,),
         report_multiple_bugs=False,
         print_blob=False,
     )(seed(seed_value)(given(draw)(example)))
