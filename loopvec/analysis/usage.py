@@ -65,7 +65,8 @@ _SEQUENCE_METHODS = frozenset(
 _TAKE_SEQUENCES = frozenset(
     "stack cat concat concatenate hstack vstack dstack column_stack row_stack broadcast_tensors "
     "block_diag cartesian_prod meshgrid einsum atleast_1d atleast_2d atleast_3d chain_matmul "
-    "is_tensor is_storage asarray from_numpy Size broadcast_shapes save manual_seed".split()
+    "is_tensor is_storage asarray from_numpy Size broadcast_shapes save manual_seed sparse_coo_tensor "
+    "Tensor FloatTensor DoubleTensor HalfTensor LongTensor IntTensor ShortTensor ByteTensor BoolTensor".split()
 )
 _TORCH_NAMESPACES = frozenset(
     "torch.fft torch.linalg torch.special torch.nn.functional nn.functional".split()

@@ -38,6 +38,7 @@ EVIDENCE = [
     ("def f(xs):\n    return torch.stack(xs)\n", False),
     ("def f(xs):\n    return torch.cat(xs)\n", False),
     ("def f(xs):\n    return torch.tensor(xs)\n", False),
+    ("def f(xs):\n    return torch.LongTensor(xs)\n", False),
     ("def f(xs):\n    return np.sum(xs)\n", False),
     ("def f(xs):\n    return isinstance(xs, torch.Tensor) or torch.is_tensor(xs)\n", False),
     ("def f(xs):\n    xs.append(1)\n", False),
@@ -50,7 +51,7 @@ EVIDENCE = [
     "a tuple index", "a new axis", "matmul operator", "torch.matmul", "torch.fft", "F.relu",
     "torch.nn.functional.relu", "every place of torch.where",
     "iterating is no evidence", "len and one index are no evidence", "a slice is no evidence",
-    "torch.stack takes a list", "torch.cat takes a list", "torch.tensor takes a list",
+    "torch.stack takes a list", "torch.cat takes a list", "torch.tensor takes a list", "a legacy constructor takes a list",
     "numpy takes a list", "an isinstance test is a guard, not evidence", "a list method is no evidence",
     "a tensor use of an item is no evidence for the parameter",
 ])
