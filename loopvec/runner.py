@@ -451,7 +451,8 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
                     notes.append(memory_note(timing))
                 message = "; ".join([p.message, *notes])
             elif status == VERIFIED and p.safety != SAFE and not options.unsafe:
-                why = ("it holds only if " + verdict.kind_assumption if verdict is not None and verdict.kind_assumption
+                why = ("it breaks on another kind of value a parameter may hold"
+                       if verdict is not None and verdict.kind_assumption
                        else "the verifier cannot check what it assumes")
                 message = f"{p.message}; {p.safety}: written only with --unsafe ({why})"
             elif status == VERIFIED and p.key in broke:

@@ -6,6 +6,7 @@ import textwrap
 import pytest
 
 from loopvec.analysis.usage import usage_facts
+from loopvec.report import finding_line
 from loopvec.runner import RunOptions, apply
 from loopvec.verify import Candidate, Impl, Verdict, VerifySettings, verify_candidates
 from loopvec.verify.kinds import Kind, judged, kinds_to_try
@@ -275,4 +276,5 @@ def test_a_rewrite_that_assumes_a_tensor_is_unsafe_and_written_only_with_unsafe(
     assert "x = list of 2" in finding.counterexample
     assert bool(result.diffs) == unsafe
     if not unsafe:
-        assert "written only with --unsafe (it holds only if `x` is a tensor (on a list of" in finding.message
+        assert "written only with --unsafe (it breaks on another kind of value" in finding.message
+    assert "-- assumes `x` is a tensor (on a list of tensors of equal sizes" in finding_line(finding)
