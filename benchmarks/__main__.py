@@ -196,7 +196,11 @@ def _loops_by_function(case: Path, pattern: str) -> dict[str, tuple[int, int]]:
     """qualname -> (line, column) of the loop the pattern rewrites, for functions with one."""
     from loopvec.engine import plan_source
 
-    planned = plan_source(str(case), case.read_text(encoding="utf-8"), (pattern,)).planned
+    import codemods
+
+    # a folder that is not a pattern's (fixtures/vacuous) is planned with every pattern
+    names = (pattern,) if pattern in codemods.all_patterns() else ()
+    planned = plan_source(str(case), case.read_text(encoding="utf-8"), names).planned
     quals = [p.qualname for p in planned]
     return {p.qualname: (p.line, p.column) for p in planned if quals.count(p.qualname) == 1}
 
