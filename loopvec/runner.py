@@ -451,7 +451,7 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
                     notes.append(memory_note(timing))
                 message = "; ".join([p.message, *notes])
             elif status == VERIFIED and p.safety != SAFE and not options.unsafe:
-                why = ("it breaks on another kind of value a parameter may hold"
+                why = ("the other kinds of value a parameter may hold were not all tried"
                        if verdict is not None and verdict.kind_assumption
                        else "the verifier cannot check what it assumes")
                 message = f"{p.message}; {p.safety}: written only with --unsafe ({why})"

@@ -35,19 +35,8 @@ TRAPS = sorted(p.stem for p in FOLDER.glob("noop_*.py"))
 TWINS = sorted(p.stem for p in FOLDER.glob("*.py") if not p.name.startswith("noop_")
                and not p.name.endswith(".expected.py"))
 
-# traps that `apply --unsafe` still writes until the reach probe and the kinds of values
-# (lists, ragged lists, tuples, numpy arrays) decide what is proved
-NOT_LANDED = {
-    "noop_number_list",  # written as unsafe: `weights / total` raises on a list of numbers
-    "noop_numpy_array",  # written as unsafe: `.to(...)` raises on a numpy array
-    "noop_ragged_list",  # written as unsafe: torch.vmap raises on a list of tensors of unequal lengths
-    "noop_shape_tuple",  # written as unsafe: a torch.Size has no `.prod()`
-}
-
-
 def _param(name: str):
-    marks = [pytest.mark.xfail(reason="reach/kinds not landed", strict=False)] if name in NOT_LANDED else []
-    return pytest.param(name, id=name.removeprefix("noop_").replace("_", " "), marks=marks)
+    return pytest.param(name, id=name.removeprefix("noop_").replace("_", " "))
 
 
 def _applied(folder: Path, names: list[str], unsafe: bool) -> dict[str, list]:

@@ -10,10 +10,11 @@ them too, and real callers pass lists of numbers, ragged lists of tensors, tuple
 So after the search on the plan's tensors, `check_kinds` draws the other kinds the body
 may accept for each parameter without evidence (`kinds_to_try`). Inputs the original
 raises on are outside its domain, as in the search. Where the original accepts one and
-the rewrite raises or returns something else, the verdict names the assumption ("`xs` is a
-tensor ...") and the input: the runner writes such a rewrite only with `--unsafe`. For a
-parameter annotated a list of tensors, a ragged list is no assumption but its own domain:
-a divergence there is a failure.
+the rewrite raises or returns something else, the rewrite fails verification with that
+input as the counterexample: a library function that worked on the lists its callers
+pass must not raise after the rewrite, with `--unsafe` or without. The message says how
+to give the evidence when callers only pass tensors (an annotation, a hint, or `loopvec
+record`). Kinds not tried before the time limit are an assumption (`unsafe`).
 """
 
 from __future__ import annotations
@@ -154,27 +155,28 @@ def check_kinds(verdict: Verdict, ref: Loaded, new: Loaded, plan: Plan, settings
 
 
 def judged(verdict: Verdict, found: list[Divergence], untried: list[Kind]) -> Verdict:
-    """The verdict once the other kinds ran: failed on a declared kind, else verified with
-    the assumption that names the kinds the rewrite gets wrong (or could not try)."""
-    failure = next((f for f in found if f.kind.known), None)
-    if failure is not None:
-        return replace(verdict, status="failed", counterexample=failure.counterexample,
-                       message=f"rewrite differs from the original {failure.says()} "
-                               f"(`{failure.kind.param}` is declared a list of tensors, of any sizes)")
-    parts = []
-    for param in dict.fromkeys(k.param for k in [*(f.kind for f in found), *untried] if not k.known):
-        mine = [f for f in found if f.kind.param == param]
-        if mine:
-            others = ", ".join(f.kind.text for f in mine[1:])
-            parts.append(f"`{param}` is a tensor ({mine[0].says()}" + (f"; it also differs on {others}" if others else "")
-                         + ")")
+    """The verdict once the other kinds ran. A divergence is a failure: the original
+    accepts that value and the rewrite breaks on it, and nothing in the code says callers
+    never pass it (a rewrite that raises on a list a library's callers really pass is no
+    proof, `--unsafe` or not). Kinds the time limit left untried stay an assumption."""
+    if found:
+        first = found[0]
+        param = first.kind.param
+        if first.kind.known:
+            why = f"`{param}` is declared a list of tensors, of any sizes"
         else:
-            parts.append(f"`{param}` is a tensor (the other kinds of value it may hold were not tried before "
-                         f"the time limit)")
-    if not parts:
+            others = ", ".join(f.kind.text for f in found[1:] if f.kind.param == param)
+            also = f"; it also differs on {others}" if others else ""
+            why = (f"nothing says `{param}` is always a tensor{also}: if it is, annotate it "
+                   f"`{param}: torch.Tensor` or run `loopvec record`")
+        return replace(verdict, status="failed", counterexample=first.counterexample,
+                       message=f"rewrite differs from the original {first.says()} ({why})")
+    params = dict.fromkeys(k.param for k in untried if not k.known)
+    if not params:
         return verdict
-    return replace(verdict, kind_assumption="; ".join(parts),
-                   counterexample=found[0].counterexample if found else verdict.counterexample)
+    parts = [f"`{param}` is a tensor (the other kinds of value it may hold were not tried before the time limit)"
+             for param in params]
+    return replace(verdict, kind_assumption="; ".join(parts))
 
 
 class _Stop(BaseException):
