@@ -158,6 +158,10 @@ def render(info: ModuleInfo, rewrites: list[Rewrite]) -> str:
     imports = [line for r in rewrites for line in r.imports]
     for line in dict.fromkeys(imports):
         module = _add_import(module, line)
+    if info.local_text().endswith("\r") and not module.has_trailing_newline:
+        # libcst takes a file ending in a lone \r (old-Mac newlines) for one without a final
+        # newline, and drops it when it renders: the file's last line would lose its ending
+        module = module.with_changes(has_trailing_newline=True)
     return module.code
 
 
