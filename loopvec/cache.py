@@ -16,7 +16,8 @@ helper package) is not in the key: `--no-cache` re-verifies after such a change.
 
 Observed inputs: what `loopvec record` saw of each function (`observed_entry`).
 
-Entries are pickles written atomically; an entry that cannot be read is a miss, and a
+Entries are pickles written atomically; an entry that cannot be read, or is not of the
+shape this version writes (another version's, or one edited by hand), is a miss, and a
 cache that cannot be written is skipped silently (it only saves time).
 """
 
@@ -27,7 +28,7 @@ import os
 import pickle
 import sys
 import tempfile
-from dataclasses import astuple, replace
+from dataclasses import astuple, fields, is_dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
@@ -113,17 +114,54 @@ def plan_key(path: str, text: str, patterns: tuple[str, ...], show_declined: boo
     return _key("plan", fingerprint(), path, tuple(sorted(patterns)), show_declined, text_hash(text))
 
 
+def _whole(value: Any, cls: type) -> bool:
+    """`value` is a `cls` with every field set, and so is each dataclass it holds, down to
+    the items of its tuples: a pickle of an older version of a class lacks the fields
+    added since, and would fail far from here, when one is read."""
+    if not isinstance(value, cls):
+        return False
+    if not is_dataclass(value):
+        return True
+    for f in fields(value):
+        if f.name not in vars(value):  # the class default would hide it from getattr
+            return False
+        inner = vars(value)[f.name]
+        items = inner if isinstance(inner, tuple) else (inner,)
+        if not all(_whole(item, type(item)) for item in items if is_dataclass(item)):
+            return False
+    return True
+
+
+def _plan_entry(entry: Any) -> bool:
+    """An entry `store_plan` writes: ("plan", planned, declined, loops, lines) or ("result", FileResult)."""
+    from .engine import Planned
+    from .results import FileResult, Finding
+
+    # a valid pickle of a dict, a tuple of another length, None: written by another version or by hand
+    if not isinstance(entry, tuple) or not entry:
+        return False
+    if entry[0] == "result":
+        return len(entry) == 2 and _whole(entry[1], FileResult)
+    if entry[0] != "plan" or len(entry) != 5:
+        return False
+    _, planned, declined, loops, lines = entry
+    return (isinstance(planned, tuple) and all(_whole(p, Planned) for p in planned)
+            and isinstance(declined, tuple) and all(_whole(f, Finding) for f in declined)
+            and type(loops) is int and type(lines) is int)
+
+
 def load_plan(folder: str, path: str, text: str, patterns: tuple[str, ...], show_declined: bool):
-    """The cached `FilePlan` or `FileResult` (an error) for this text, or None."""
+    """The cached `FilePlan` or `FileResult` (an error) for this text, or None (also for an
+    entry of any other shape)."""
     from .engine import FilePlan
 
     entry = _load(_entry(folder, "plans", plan_key(path, text, patterns, show_declined)))
-    if isinstance(entry, tuple) and entry and entry[0] == "plan":
-        _, planned, declined, loops, lines = entry
-        return FilePlan(path, text, planned, declined, loops, lines)
-    if isinstance(entry, tuple) and entry and entry[0] == "result":
+    if not _plan_entry(entry):
+        return None
+    if entry[0] == "result":
         return entry[1]
-    return None
+    _, planned, declined, loops, lines = entry
+    return FilePlan(path, text, planned, declined, loops, lines)
 
 
 def store_plan(folder: str, path: str, text: str, patterns: tuple[str, ...], show_declined: bool, result) -> None:
@@ -170,7 +208,7 @@ class Verdicts:
         from .verify.types import Verdict
 
         found = _load(_entry(self.folder, "verdicts", self._key(cand)))
-        return replace(found, key=cand.key) if isinstance(found, Verdict) else None
+        return replace(found, key=cand.key) if _whole(found, Verdict) else None
 
     def put(self, cand: Any, verdict: Any) -> None:
         # a verdict that depends on the machine's load or health is asked again next time

@@ -1,5 +1,6 @@
 """The cache: a second run over unchanged files reads plans (and verdicts) instead of recomputing them."""
 
+import pickle
 from dataclasses import replace
 from pathlib import Path
 
@@ -135,3 +136,55 @@ def test_cached_plan_has_the_current_text(tmp_path):
     cache.store_plan(folder, "m.py", MAP, (), False, plan_source("m.py", MAP))
     loaded = cache.load_plan(folder, "m.py", MAP, (), False)
     assert isinstance(loaded, FilePlan) and loaded.source == MAP
+
+
+def _old(cls, **values):
+    """An instance as a pickle of an older version of `cls` holds it: only some fields set."""
+    obj = object.__new__(cls)
+    obj.__dict__.update(values)
+    return obj
+
+
+_PLANNED = plan_source("m.py", MAP).planned
+UNEXPECTED_PLANS = {
+    "a dict": {"plan": _PLANNED},
+    "None": None,
+    "an empty tuple": (),
+    "a tuple too short": ("plan",),
+    "a tuple with numbers for findings": ("plan", 1, 2, 3, 4),
+    "an error that is not a file result": ("result", 5),
+    "a plan of an old class": ("plan", (_old(type(_PLANNED[0]), key="k", path="m.py"),), (), 1, 8),
+    "a plan whose alternative is of an old class": (
+        "plan", (replace(_PLANNED[0], alternative=_old(type(_PLANNED[0]), key="k")),), (), 1, 8),
+    "a list for the planned rewrites": ("plan", list(_PLANNED), (), 1, 8),
+}
+
+
+@pytest.mark.parametrize("entry", UNEXPECTED_PLANS.values(), ids=UNEXPECTED_PLANS.keys())
+def test_a_plan_entry_of_an_unexpected_shape_is_a_miss(project, entry):
+    folder = str(project / ".loopvec_cache")
+    cache.store_plan(folder, "m.py", MAP, (), False, plan_source("m.py", MAP))
+    [stored] = Path(folder).rglob("*.pickle")
+    stored.write_bytes(pickle.dumps(entry))
+    assert cache.load_plan(folder, "m.py", MAP, (), False) is None
+    # and a run over it plans the file again instead of crashing
+    result = scan(RunOptions(paths=("m.py",), cache=True))
+    assert [f.pattern for f in result.findings] == ["elementwise"] and not result.errors
+
+
+UNEXPECTED_VERDICTS = {
+    "a dict": {"status": "verified", "message": "verified on 30 examples"},
+    "a tuple": ("verified", "verified on 30 examples"),
+    "None": None,
+    "a verdict of an old class": _old(Verdict, status="verified", message="verified on 30 examples"),
+}
+
+
+@pytest.mark.parametrize("entry", UNEXPECTED_VERDICTS.values(), ids=UNEXPECTED_VERDICTS.keys())
+def test_a_verdict_entry_of_an_unexpected_shape_is_a_miss(tmp_path, entry):
+    folder = tmp_path / "c"
+    store = cache.Verdicts(str(folder), "tree", VerifySettings())
+    store.put(_candidate(tmp_path), Verdict("verified", "verified on 30 examples", key="k"))
+    [stored] = folder.rglob("*.pickle")
+    stored.write_bytes(pickle.dumps(entry))
+    assert store.get(_candidate(tmp_path)) is None
