@@ -6,14 +6,16 @@ Diffs and findings go to stdout, the summary and progress to stderr.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from contextlib import contextmanager
 from enum import Enum
-from typing import List, Optional
+from typing import List, NoReturn, Optional
 
 import typer
 from typer.core import TyperCommand
+from typer.exceptions import TyperException
 
 from . import __version__
 from .config import Config, ConfigError, load
@@ -41,12 +43,53 @@ def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _config(paths: List[str]) -> Config:
+def _json_error(message: str) -> None:
+    """The report's JSON object holding one error and no findings."""
+    from .files import printable
+    from .report import SCHEMA_VERSION, summary
+
+    totals = summary(RunResult(()))
+    totals["errors"] = 1
+    typer.echo(json.dumps({"version": SCHEMA_VERSION, "findings": [], "errors": [{"error": printable(message)}],
+                           "summary": totals}, indent=2))
+
+
+def _fail(message: str, fmt: Format | None = None) -> NoReturn:
+    """A usage or configuration error: one line, exit 2; with --format json also the JSON
+    object holding it (a program reading stdout must not get nothing)."""
+    _err(f"loopvec: error: {message}")
+    if fmt is Format.json:
+        _json_error(message)
+    raise typer.Exit(2)
+
+
+def _wants_json(args: List[str]) -> bool:
+    """Whether the last --format given is json."""
+    last = max((k for k, a in enumerate(args) if a == "--format" or a.startswith("--format=")), default=None)
+    if last is None:
+        return False
+    return (args[last][9:] if args[last].startswith("--format=") else (args[last + 1:last + 2] or [""])[0]) == "json"
+
+
+class _ReportCommand(TyperCommand):
+    """`scan` and `apply`: with --format json, a usage error (`--jobs 0`, an unknown option,
+    no path) also prints the JSON object holding it."""
+
+    def parse_args(self, ctx, args):
+        given = list(args)  # the parser consumes `args`
+        try:
+            return super().parse_args(ctx, args)
+        except TyperException as exc:  # click then prints the usage and exits 2
+            if _wants_json(given) and getattr(exc, "exit_code", None) == 2:
+                _json_error(exc.format_message() if hasattr(exc, "format_message") else str(exc))
+            raise
+
+
+def _config(paths: List[str], fmt: Format | None = None) -> Config:
     try:
         return load(paths[0] if paths else os.getcwd())
     except ConfigError as exc:
-        _err(f"loopvec: error: {exc}")
-        raise typer.Exit(2)
+        _fail(str(exc), fmt)
 
 
 @contextmanager
@@ -87,24 +130,22 @@ def _options(paths, patterns, jobs, cfg: Config, **extra) -> RunOptions:
     )
 
 
-def _memory_limit(cfg: Config, given: str | None = None) -> int | None:
+def _memory_limit(cfg: Config, given: str | None = None, fmt: Format | None = None) -> int | None:
     from .memory import max_memory_option
 
     try:
         return max_memory_option(given if given is not None else cfg.max_memory)
     except ValueError as exc:
-        _err(f"loopvec: error: --max-memory: {exc}")
-        raise typer.Exit(2)
+        _fail(f"--max-memory: {exc}", fmt)
 
 
-def _check_patterns(names) -> None:
+def _check_patterns(names, fmt: Format | None = None) -> None:
     import codemods
 
     try:
         codemods.select(list(names))
     except codemods.RegistryError as exc:
-        _err(f"loopvec: error: {exc}")
-        raise typer.Exit(2)
+        _fail(str(exc), fmt)
 
 
 def _emit(result: RunResult, fmt: Format, diffs: bool) -> None:
@@ -141,7 +182,7 @@ def _interruptible():
         raise typer.Exit(130)
 
 
-@app.command()
+@app.command(cls=_ReportCommand)
 def scan(
     paths: List[str] = PathsArg,
     pattern: Optional[List[str]] = PatternOpt,
@@ -151,15 +192,15 @@ def scan(
     no_cache: bool = NoCacheOpt,
 ) -> None:
     """List candidate loops: no verification, nothing written."""
-    cfg = _config(paths)
-    _check_patterns(pattern or cfg.patterns)
+    cfg = _config(paths, fmt)
+    _check_patterns(pattern or cfg.patterns, fmt)
     options = _options(paths, pattern, jobs, cfg, show_declined=show_declined, cache=not no_cache)
     with _interruptible(), _progress(fmt is Format.text) as progress:
         result = run_scan(options, progress)
     _emit(result, fmt, diffs=False)
 
 
-@app.command()
+@app.command(cls=_ReportCommand)
 def apply(
     paths: List[str] = PathsArg,
     pattern: Optional[List[str]] = PatternOpt,
@@ -189,24 +230,22 @@ def apply(
                                                         "uncommitted edits."),
 ) -> None:
     """Rewrite loops whose vectorized form the verifier proves equal on generated inputs."""
-    cfg = _config(paths)
-    _check_patterns(pattern or cfg.patterns)
+    cfg = _config(paths, fmt)
+    _check_patterns(pattern or cfg.patterns, fmt)
     from .gitcommit import Committer, GitError
 
-    memory_limit = _memory_limit(cfg, max_memory)
+    memory_limit = _memory_limit(cfg, max_memory, fmt)
 
     gate = min_speedup if min_speedup is not None else (cfg.min_speedup if cfg.min_speedup is not None
                                                         else DEFAULT_MIN_SPEEDUP)
     committer = None
     if commit:
         if dry_run:
-            _err("loopvec: error: --commit writes and commits: it cannot be combined with --dry-run")
-            raise typer.Exit(2)
+            _fail("--commit writes and commits: it cannot be combined with --dry-run", fmt)
         try:
             committer = Committer.for_paths(paths)
         except GitError as exc:
-            _err(f"loopvec: error: {exc}")
-            raise typer.Exit(2)
+            _fail(str(exc), fmt)
     options = _options(paths, pattern, jobs, cfg, dry_run=dry_run, unsafe=unsafe, show_declined=show_declined,
                        max_examples=max_examples, timeout=timeout,
                        device=device.value if device else None, grad=grad, cache=not no_cache,
@@ -216,8 +255,7 @@ def apply(
         try:
             result = run_apply(options, progress)
         except GitError as exc:  # a file to change has uncommitted edits: nothing was written
-            _err(f"loopvec: error: {exc}")
-            raise typer.Exit(2)
+            _fail(str(exc), fmt)
     if committer is not None:
         try:
             for line in committer.commit(result, options.patterns):

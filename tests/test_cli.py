@@ -157,3 +157,41 @@ def test_bundled_demo_dry_run_shows_diffs_and_changes_nothing(tmp_path, monkeypa
     assert "+    result = data ** 2 + 3 * data + 1 if len(data) else torch.tensor([])" in result.output
     assert "(failed-verification)" not in result.output
     assert {p: p.read_bytes() for p in before} == before
+
+
+USAGE_ERRORS = {
+    "an unknown pattern": (["scan", "--pattern", "nope", "m.py"], "unknown pattern 'nope'"),
+    "a config file that is not TOML": (["scan", "m.py"], "cannot read [tool.loopvec]"),
+    "an unknown config key": (["scan", "m.py"], "unknown [tool.loopvec] key"),
+    "a --max-memory that is not a size": (["apply", "--max-memory", "3XB", "m.py"], "--max-memory: cannot read size"),
+    "a path that does not exist": (["scan", "nope.py"], "no such file or folder"),
+    "an unknown option": (["scan", "--bogus", "m.py"], "No such option: --bogus"),
+    "--jobs 0": (["apply", "--jobs", "0", "m.py"], "--jobs"),
+    "no path": (["scan"], "Missing argument"),
+    "--commit with --dry-run": (["apply", "--commit", "--dry-run", "m.py"], "cannot be combined with --dry-run"),
+    "--commit outside a repository": (["apply", "--commit", "m.py"], "needs a git repository"),
+}
+CONFIGS = {"a config file that is not TOML": "[tool.loopvec\n", "an unknown config key": "[tool.loopvec]\nfoo = 1\n"}
+
+
+@pytest.mark.parametrize("case", USAGE_ERRORS, ids=USAGE_ERRORS)
+@pytest.mark.parametrize("flag", [["--format", "json"], ["--format=json"]], ids=["--format json", "--format=json"])
+def test_a_usage_or_configuration_error_with_json_output_is_a_json_object(project, case, flag):
+    (project / "m.py").write_text(MAP)
+    if case in CONFIGS:
+        (project / "pyproject.toml").write_text(CONFIGS[case])
+    args, said = USAGE_ERRORS[case]
+    result = runner.invoke(app, [args[0], *flag, *args[1:]])
+    assert result.exit_code == 2, result.output
+    data = json.loads(result.stdout)
+    assert data["version"] == 1 and data["findings"] == []
+    assert len(data["errors"]) == 1 and said in data["errors"][0]["error"]
+    assert data["summary"]["errors"] == 1
+    assert (project / "m.py").read_text() == MAP
+
+
+def test_a_usage_error_with_text_output_prints_nothing_on_stdout(project):
+    (project / "m.py").write_text(MAP)
+    result = runner.invoke(app, ["scan", "--format", "json", "--format", "text", "--pattern", "nope", "m.py"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "unknown pattern 'nope'" in result.stderr
