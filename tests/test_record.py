@@ -329,8 +329,8 @@ def test_a_recorded_ragged_list_no_hint_states_still_gets_its_kind_tried(tmp_pat
     assert "(ragged)" in result.output and "samples kept" not in result.output
     [line] = [x for x in runner.invoke(app, ["apply", "--dry-run", "--no-cache", "totals_mod.py"]).output.splitlines()
               if x.startswith("totals_mod.py:")]
-    # the tensors drawn for xs prove nothing about the lists it receives: not written by default
-    assert "unsafe: written only with --unsafe" in line and "`xs` is a tensor" in line
+    # the tensors drawn for xs prove nothing about the lists it receives: refuted on them
+    assert "(failed-verification)" in line and "on a list of tensors of unequal sizes" in line
     assert "on observed inputs" in line
 
 

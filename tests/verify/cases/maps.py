@@ -1,39 +1,42 @@
-"""Loops the verifier's tests rewrite, correctly and wrongly. Unannotated on purpose:
-the verifier must infer their inputs from the bodies."""
+"""Loops the verifier's tests rewrite, correctly and wrongly. No shapes are declared on
+purpose: the verifier must infer ranks, sizes and dtypes from the bodies. Parameters a
+rewrite treats as tensors say they are (`x: torch.Tensor`): without that, the verifier
+also runs both sides on the lists, tuples and numpy arrays the loop accepts
+(`verify.kinds`), and these tensor rewrites rightly fail there."""
 
 import torch
 
 
-def double(x):
+def double(x: torch.Tensor):
     out = torch.zeros(len(x))
     for i in range(len(x)):
         out[i] = x[i] * 2
     return out
 
 
-def scale_into(x, res):
+def scale_into(x: torch.Tensor, res: torch.Tensor):
     for i in range(len(x)):
         res[i] = x[i] * 2
 
 
-def diffs(x, out):
+def diffs(x: torch.Tensor, out: torch.Tensor):
     for i in range(len(x) - 1):
         out[i] = x[i + 1] - x[i]
 
 
-def running_max(x):
+def running_max(x: torch.Tensor):
     best = torch.tensor(float("-inf"), dtype=x.dtype)
     for v in x:
         best = torch.maximum(best, v)
     return best
 
 
-def average(a, b, out):
+def average(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor):
     for i, (p, q) in enumerate(zip(a, b)):
         out[i] = (p + q) // 2
 
 
-def double_2d(x):
+def double_2d(x: torch.Tensor):
     out = torch.zeros_like(x)
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
@@ -41,7 +44,7 @@ def double_2d(x):
     return out
 
 
-def masked_double(base, active, res):
+def masked_double(base: torch.Tensor, active: torch.Tensor, res: torch.Tensor):
     for i in range(len(base)):
         for j in range(len(base[i])):
             if active[i][j]:
@@ -50,14 +53,14 @@ def masked_double(base, active, res):
                 res[i][j] = 0
 
 
-def mean_square(x):
+def mean_square(x: torch.Tensor):
     total = 0
     for v in x:
         total += v**2
     return total / len(x)
 
 
-def matmul(A, B):
+def matmul(A: torch.Tensor, B: torch.Tensor):
     n, p = A.shape
     m = B.shape[1]
     result = torch.zeros(n, m, dtype=A.dtype)
@@ -68,7 +71,7 @@ def matmul(A, B):
     return result
 
 
-def apply_mask(image, mask):
+def apply_mask(image: torch.Tensor, mask: torch.Tensor):
     B, C, H, W = image.shape
     result = torch.zeros_like(image)
     for b in range(B):
@@ -77,14 +80,14 @@ def apply_mask(image, mask):
     return result
 
 
-def gather_rows(data, indices):
+def gather_rows(data: torch.Tensor, indices: torch.Tensor):
     out = torch.zeros(len(indices), data.shape[1], dtype=data.dtype)
     for i, idx in enumerate(indices):
         out[i] = data[idx]
     return out
 
 
-def keep_where(data, mask):
+def keep_where(data: torch.Tensor, mask: torch.Tensor):
     kept = []
     for x, m in zip(data, mask):
         if m:
@@ -92,7 +95,7 @@ def keep_where(data, mask):
     return torch.stack(kept)
 
 
-def prefix_sums(x):
+def prefix_sums(x: torch.Tensor):
     for i in range(1, len(x)):
         x[i] = x[i] + x[i - 1]
 
@@ -120,30 +123,30 @@ def needs_rank_3(x):
     return x.sum()
 
 
-def affine(x, y):
+def affine(x: torch.Tensor, y: torch.Tensor):
     out = torch.zeros_like(x)
     for i in range(len(x)):
         out[i] = x[i] * y[i] + 2
     return out
 
 
-def restack(x):
+def restack(x: torch.Tensor):
     return torch.stack([v for v in x])
 
 
-def histogram(labels, C):
+def histogram(labels: torch.Tensor, C):
     counts = torch.zeros(C)
     for i in range(len(labels)):
         counts[labels[i]] += 1
     return counts
 
 
-def scatter_add(out, idx, v):
+def scatter_add(out: torch.Tensor, idx: torch.Tensor, v: torch.Tensor):
     for i in range(len(idx)):
         out[idx[i]] += v[i]
 
 
-def apply_rows(model, x):
+def apply_rows(model, x: torch.Tensor):
     return torch.cat([model(x[i].unsqueeze(0)) for i in range(len(x))])
 
 
