@@ -24,7 +24,7 @@ from hypothesis.reporting import with_reporter
 from loopvec.analysis.usage import usage_facts
 from loopvec.observed import SELF, Replay, replay
 
-from .guards import guard_needs, past_guards
+from .reach import guard_needs, past_guards
 from .inputs import OMIT, arguments, can_mix, to_device
 from .kinds import check_kinds
 from .loading import ImportExit, LoadError, Loaded, load

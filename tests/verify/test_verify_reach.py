@@ -162,7 +162,7 @@ def test_changed_lines_are_the_first_new_line_of_each_changed_block():
 
 # ------------------------------------------------------------------ past the guard
 
-from loopvec.verify.guards import Need, guard_needs, past_guards  # noqa: E402
+from loopvec.verify.reach import Need, guard_needs, past_guards  # noqa: E402
 from loopvec.verify.plan import Dim, Plan, TensorArg  # noqa: E402
 
 
