@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 from enum import Enum
 from typing import List, NoReturn, Optional
@@ -45,12 +47,11 @@ def _err(message: str) -> None:
 
 def _json_error(message: str) -> None:
     """The report's JSON object holding one error and no findings."""
-    from .files import printable
     from .report import SCHEMA_VERSION, summary
 
     totals = summary(RunResult(()))
     totals["errors"] = 1
-    typer.echo(json.dumps({"version": SCHEMA_VERSION, "findings": [], "errors": [{"error": printable(message)}],
+    typer.echo(json.dumps({"version": SCHEMA_VERSION, "findings": [], "errors": [{"error": message}],
                            "summary": totals}, indent=2))
 
 
@@ -172,14 +173,33 @@ NoCacheOpt = typer.Option(False, "--no-cache", help="Ignore and do not update .l
                                                      "of earlier runs over unchanged files).")
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised wherever the main thread is, so the run stops as on Ctrl-C."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise _Terminated()
+
+
 @contextmanager
 def _interruptible():
-    """Ctrl-C: one line and exit 130. Writes are atomic, so no file is left half-written."""
+    """Ctrl-C or SIGTERM: the same stop (workers killed, temporary folders removed), one line,
+    and the exit status a shell gives a program the signal killed (130, 143). Writes are
+    atomic, so no file is left half-written."""
+    # signal handlers can be set from the main thread only (a test may call from another)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main else None
     try:
         yield
+    except _Terminated:
+        _err("loopvec: terminated (SIGTERM); every file is either fully rewritten or unchanged")
+        raise typer.Exit(128 + signal.SIGTERM)
     except KeyboardInterrupt:
         _err("loopvec: interrupted; every file is either fully rewritten or unchanged")
         raise typer.Exit(130)
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 @app.command(cls=_ReportCommand)

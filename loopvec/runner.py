@@ -126,6 +126,8 @@ def _planning_gc():
 def _plan_worker() -> None:
     # workers ignore Ctrl-C: the parent stops them, so a keypress prints one line, not a traceback per worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # and die quietly on the SIGTERM it stops them with (a fork inherits the CLI's handler, which raises)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _tune_gc()
 
 

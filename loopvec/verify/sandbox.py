@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,6 +28,8 @@ from .worker import HEADER, send
 
 STARTUP_TIMEOUT_S = 120.0  # importing torch on a cold, busy machine
 _POLL_S = 0.05
+# every worker started and not yet collected: what a Ctrl-C or SIGTERM must stop (`_stop`)
+_STARTED: weakref.WeakSet = weakref.WeakSet()
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -60,6 +63,7 @@ class Worker:
                 env=env,
                 start_new_session=True,
             )
+        _STARTED.add(self)
         self.buffer = b""
         self.ready = False
 
@@ -198,7 +202,7 @@ def run_batch(cands: Sequence[Candidate], settings: VerifySettings) -> list[Verd
                 return queue.popleft() if queue else None
 
         def slot() -> None:
-            worker: Worker | None = Worker(log_dir, settings.memory_mb)
+            worker: Worker | None = None  # started by `_run_one`, which says when it cannot be
             try:
                 while (job := next_job()) is not None:
                     i, cand = job
@@ -206,13 +210,40 @@ def run_batch(cands: Sequence[Candidate], settings: VerifySettings) -> list[Verd
             finally:
                 if worker is not None:
                     worker.close()
+                with lock:
+                    running[0] -= 1
 
         threads = [threading.Thread(target=slot, daemon=True) for _ in range(max(1, min(settings.workers, len(cands))))]
+        # slots not finished yet: after a join a signal interrupted, `is_alive` may say no for a
+        # thread that still runs (Python 3.11 marks it stopped)
+        running = [len(threads)]
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        try:
+            for t in threads:
+                t.join()
+        except BaseException:  # Ctrl-C or SIGTERM (raised here): stop every worker before log_dir goes
+            _stop(queue, lock, running)
+            raise
     return [v if v is not None else Verdict("unverifiable", "not checked", key=c.key) for v, c in zip(results, cands)]
+
+
+def _stop(queue: collections.deque, lock: threading.Lock, running: list[int]) -> None:
+    """Stop a batch now: no job is started, and every worker is killed until the threads
+    that drive them are done (one may start a worker again, once, after a crash), so none
+    outlives the run or writes into the batch's folder once it is removed."""
+    with lock:
+        queue.clear()
+    deadline = time.monotonic() + 10.0
+    while running[0] and time.monotonic() < deadline:
+        for worker in list(_STARTED):
+            # only a worker not yet reaped: a reaped one's number may be another process's now
+            if worker.proc.returncode is None:
+                try:
+                    os.killpg(worker.proc.pid, signal.SIGKILL)  # its thread sees the end of its output
+                except OSError:
+                    pass
+        time.sleep(_POLL_S)
 
 
 def _run_one(
@@ -221,7 +252,11 @@ def _run_one(
     """One candidate's verdict, and the worker to use next (None: start a new one)."""
     for attempt in (1, 2):
         if worker is None:
-            worker = Worker(log_dir, settings.memory_mb)
+            try:
+                worker = Worker(log_dir, settings.memory_mb)
+            except OSError as e:  # no process to be had (too many, no memory): a verdict, not a thread's traceback
+                return Verdict("unverifiable", f"verifier worker failed to start: {e.strerror or e}",
+                               key=cand.key), None
         try:
             worker.wait_ready(STARTUP_TIMEOUT_S)
             break
