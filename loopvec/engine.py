@@ -282,9 +282,18 @@ def _plan_one(path: str, info: ModuleInfo, rw: Rewrite) -> Planned:
 def changed_lines(old_fn: str, new_fn: str) -> tuple[int, ...]:
     """The first line (1-based, in `new_fn`) of each block of lines the rewrite put in:
     where the reach probe checks that the rewritten code ran. Removed lines (`out = []`)
-    leave nothing to check."""
-    matcher = difflib.SequenceMatcher(None, old_fn.splitlines(), new_fn.splitlines(), autojunk=False)
-    return tuple(j1 + 1 for tag, _, _, j1, j2 in matcher.get_opcodes() if tag in ("replace", "insert") and j2 > j1)
+    leave nothing to check, nor do the comments a rewrite carries over (a block's first line
+    of code is its target)."""
+    new_lines = new_fn.splitlines()
+    matcher = difflib.SequenceMatcher(None, old_fn.splitlines(), new_lines, autojunk=False)
+    firsts = []
+    for tag, _, _, j1, j2 in matcher.get_opcodes():
+        if tag not in ("replace", "insert"):
+            continue
+        code_lines = [j for j in range(j1, j2) if new_lines[j].strip() and not new_lines[j].lstrip().startswith("#")]
+        if code_lines:
+            firsts.append(code_lines[0] + 1)
+    return tuple(firsts)
 
 
 def apply_keys(path: str, source: str, keys: set[str], pattern_names: tuple[str, ...] = ()) -> str:
