@@ -8,6 +8,8 @@ function's source for the verifier and a key to re-apply the same rewrite later.
 from __future__ import annotations
 
 import difflib
+import os
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -89,12 +91,43 @@ def encode(text: Text) -> bytes:
     return (b"\xef\xbb\xbf" if text.bom else b"") + text.text.encode("utf-8")
 
 
-def read(path: str) -> Text:
+# the largest source file read: a generated 10 MB module is still planned; a file that
+# never ends (a link to /dev/zero) or a data dump named .py is not read into memory
+MAX_FILE_BYTES = 16 * 2**20
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def _not_regular(mode: int) -> SourceError:
+    kind = next((name for test, name in _KINDS if test(mode)), "of an unknown kind")
+    return SourceError(f"not a regular file ({kind}): skipped")
+
+
+def read_bytes(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The file's bytes; a one-line `SourceError` for what is not a regular file of at most
+    `limit` bytes (it is never opened, or read no further than `limit`)."""
     try:
-        with open(path, "rb") as fh:
-            return decode(path, fh.read())
+        mode = os.stat(path).st_mode
+        # a FIFO would block the run on open, a device never ends: neither is source
+        if not stat.S_ISREG(mode):
+            raise _not_regular(mode)
+        # O_NONBLOCK: a file swapped for a FIFO since the stat does not block the open either
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+            mode = os.fstat(fh.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise _not_regular(mode)
+            data = fh.read(limit + 1)
     except OSError as exc:
         raise SourceError(f"cannot read: {exc.strerror}") from None
+    # more than `limit`: not read further, so a huge or endless file costs `limit` bytes
+    if len(data) > limit:
+        raise SourceError(f"larger than {limit / 2**20:g} MB, the most loopvec reads: left unchanged")
+    return data
+
+
+def read(path: str, limit: int = MAX_FILE_BYTES) -> Text:
+    return decode(path, read_bytes(path, limit))
 
 
 def may_hold_candidates(source: str) -> bool:

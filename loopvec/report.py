@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from .files import printable
 from .results import CANDIDATE, DECLINED, FAILED, REWRITTEN, UNVERIFIABLE, VERIFIED, Finding
 from .runner import RunResult
 
@@ -34,7 +35,7 @@ def text_report(result: RunResult, show_counterexamples: bool = True) -> list[st
                 lines.append(f"    hint: add `{f.hint}` on the def line")
     for path in result.missing:
         lines.append(f"{path}: error: no such file or folder")
-    return lines
+    return [printable(line) for line in lines]  # a file name that is not UTF-8 must not stop the report
 
 
 def summary(result: RunResult) -> dict:
@@ -68,12 +69,24 @@ def summary_line(result: RunResult) -> str:
 def json_report(result: RunResult) -> str:
     errors = [{"path": r.path, "error": r.error} for r in result.errors]
     errors += [{"path": p, "error": "no such file or folder"} for p in result.missing]
-    return json.dumps({
+    return json.dumps(_printable({
         "version": SCHEMA_VERSION,
         "findings": [f.to_json() for f in result.findings],
         "errors": errors,
         "summary": summary(result),
-    }, indent=2)
+    }), indent=2)
+
+
+def _printable(data):
+    """`data` with every string `printable`: a file name that is not UTF-8 (a lone
+    surrogate) becomes `\\xNN`, which every JSON parser reads."""
+    if isinstance(data, str):
+        return printable(data)
+    if isinstance(data, dict):
+        return {_printable(k): _printable(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_printable(v) for v in data]
+    return data
 
 
 def exit_code(result: RunResult) -> int:

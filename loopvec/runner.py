@@ -8,11 +8,15 @@ file that has not changed since it was read.
 
 from __future__ import annotations
 
+import fcntl
 import gc
+import hashlib
 import multiprocessing
 import os
 import signal
+import stat
 import tempfile
+import time
 from collections import defaultdict
 from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
@@ -25,9 +29,9 @@ import libcst as cst
 from . import cache
 from .bench import BenchRequest, Timing, bench, gate_note, human_bytes, memory_note, speed_note
 from .edits import function_source
-from .engine import (FilePlan, Planned, SourceError, Text, apply_keys, encode, plan_source, read,
-                     scan_finding, unified_diff)
-from .files import discover, display_path
+from .engine import (FilePlan, Planned, SourceError, Text, apply_keys, decode, encode, plan_source, read,
+                     read_bytes, scan_finding, unified_diff)
+from .files import discover, display_path, printable
 from .results import DECLINED, FAILED, REWRITTEN, UNVERIFIABLE, VERIFIED, FileResult, Finding
 from .rewrite import SAFE, UNSAFE
 from .verify.types import Candidate, Impl, Verdict, VerifySettings
@@ -157,7 +161,7 @@ def _size(path: str) -> int:
 
 
 def plan_all(options: RunOptions, progress: Progress | None = None) -> tuple[list[FilePlan | FileResult], list[str], list[str]]:
-    files, missing = discover(list(options.paths), options.exclude, options.root)
+    files, missing, skipped = discover(list(options.paths), options.exclude, options.root)
     folder = cache.cache_dir(options.root) if options.cache else None
     jobs = [(f, options.patterns, options.show_declined, folder) for f in files]
     results: list[FilePlan | FileResult] = []
@@ -184,6 +188,7 @@ def plan_all(options: RunOptions, progress: Progress | None = None) -> tuple[lis
                 results.append(_plan(job))
                 if progress:
                     progress("scan", k + 1, len(jobs))
+    results += [FileResult(display_path(path), error=why) for path, why in skipped]
     return results, missing, files
 
 
@@ -327,21 +332,70 @@ def _speed_gate(kept: list[Planned], options: RunOptions, progress: Progress | N
 # --------------------------------------------------------------------------- writing
 
 
-def write_atomic(path: str, data: bytes) -> None:
+# how long a write waits for another loopvec's lock on the same file before it gives up
+_LOCK_WAIT_S = 10.0
+
+
+def _changed() -> SourceError:
+    return SourceError("the file changed while loopvec was working on it: left unchanged")
+
+
+def write_atomic(path: str, data: bytes, expected: str | None = None) -> None:
+    """Replace the file at `path` by one holding `data`, keeping its mode, owner and group.
+    `expected`: the sha256 of the bytes the rewrite was made from; checked again under a
+    lock on the file right before the rename, so an edit made since is never lost.
+    Refusals are one-line `SourceError`s, and the file is left as it was."""
+    st = os.lstat(path)
+    # a file swapped for a link since discovery: a link is never written through here
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
+        raise SourceError("no longer a regular file: left unchanged")
+    # chmod 444 says "do not change"; root may write anyway, so the mode bits decide, not only access()
+    if not st.st_mode & 0o222 or not os.access(path, os.W_OK):
+        raise SourceError("read-only file: left unchanged")
     folder = os.path.dirname(os.path.abspath(path))
-    mode = os.stat(path).st_mode
     fd, tmp = tempfile.mkstemp(prefix=".loopvec-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, mode & 0o7777)
-        os.replace(tmp, path)
+            # another user's file must stay theirs (the new file is ours); chown before chmod,
+            # since chown clears the set-user-ID bits
+            if (os.fstat(fd).st_uid, os.fstat(fd).st_gid) != (st.st_uid, st.st_gid):
+                try:
+                    os.fchown(fd, st.st_uid, st.st_gid)
+                except OSError:
+                    raise SourceError(f"cannot keep its owner and group ({st.st_uid}:{st.st_gid}): "
+                                      f"left unchanged") from None
+            os.fchmod(fd, st.st_mode & 0o7777)
+        with open(path, "rb") as current:
+            _lock(current.fileno())
+            now = os.fstat(current.fileno())
+            # replaced since (an editor's save, another loopvec that held the lock): not the file planned from
+            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or os.stat(path).st_ino != now.st_ino:
+                raise _changed()
+            if expected is not None and hashlib.sha256(current.read()).hexdigest() != expected:
+                raise _changed()
+            os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _lock(fd: int) -> None:
+    """An exclusive lock on the open file, released when it is closed: two loopvec runs never
+    check and replace the same file at once."""
+    deadline = time.monotonic() + _LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            # another program keeps it locked: give up rather than hang the run
+            if time.monotonic() > deadline:
+                raise SourceError("locked by another program: left unchanged") from None
+            time.sleep(0.05)
 
 
 def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
@@ -428,17 +482,18 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
                                  if p.key in keys and p.key in timings and options.min_speedup is not None)
                 file_diff = unified_diff(fp.path, fp.source, new_source, header)
                 if not options.dry_run:
-                    current = read(fp.path)
+                    data = read_bytes(fp.path)
+                    current = decode(fp.path, data)
                     if current.text != fp.source:
-                        raise SourceError("the file changed while loopvec was working on it: left unchanged")
-                    write_atomic(fp.path, encode(Text(new_source, current.bom)))
+                        raise _changed()
+                    write_atomic(fp.path, encode(Text(new_source, current.bom)), hashlib.sha256(data).hexdigest())
                     changed = True
             except SourceError as exc:
                 error, keys = str(exc), set()
             except OSError as exc:
                 error, keys = f"cannot write: {exc.strerror}: left unchanged", set()
         if file_diff and (changed or options.dry_run):
-            diffs.append(file_diff)
+            diffs.append(printable(file_diff))  # a file name that is not UTF-8 must not stop the output
         findings = []
         for p in fp.planned:
             status, message = _status(p, verdicts.get(p.key))
