@@ -15,19 +15,53 @@ difference. With `lenient_nonfinite` (opt-in, `VerifySettings.lenient_nonfinite`
 position where both sides are non-finite counts as equal, whichever of nan/inf/-inf
 each holds: for rewrites that reach an overflow by another route (`exp(a) * exp(b)`
 for `exp(a + b)`), when the caller accepts that.
+
+User code runs in the same process, and a module may patch torch at import
+(`torch.isclose = lambda *a, **k: True`, `torch.Tensor.__eq__ = ...`, `copy.deepcopy`):
+the oracle would then judge with the user's functions. So it judges only with what torch
+and the standard library held when this module was imported, which the worker does
+before it imports any user code: the functions it calls are references taken then
+(`_isclose`, `_deepcopy`, ...), and while it compares or copies, the classes whose
+methods it calls (`torch.Tensor`, `torch.nn.Module`) hold their attributes of then
+(`Attributes.as_taken`), the user's patches put back afterwards.
 """
 
 from __future__ import annotations
 
 import cmath
+import contextlib
 import copy
 import math
 import random
 import warnings
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from types import ModuleType
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
+
+# What the comparison calls, as it was before any user code ran (see the docstring).
+_Tensor = torch.Tensor
+_NNModule = torch.nn.Module
+_SCALARS = (int, str, bytes, bool, type(None), torch.dtype, torch.device, torch.Size)
+_STRIDED = torch.strided
+_isclose = torch.isclose
+_isfinite = torch.isfinite
+_eq = torch.eq
+_logical_not = torch.logical_not
+_logical_and = torch.logical_and
+_logical_or = torch.logical_or
+_nonzero = torch.nonzero
+_from_numpy = torch.from_numpy
+_zeros_like = torch.zeros_like
+_manual_seed = torch.manual_seed
+_grad = torch.autograd.grad
+_deepcopy = copy.deepcopy
+_random_seed = random.seed
+_math_isclose = math.isclose
+_math_isfinite = math.isfinite
+_math_isnan = math.isnan
+_cmath_isfinite = cmath.isfinite
 
 # (rtol, atol) per dtype; integers and bools compare exactly.
 TOLERANCES = {
@@ -75,9 +109,84 @@ class Difference:
         return "\n".join([f"{self.where}: {self.what}", *("  " + d for d in self.details)])
 
 
+_MISSING = object()
+
+
+class Attributes:
+    """The attributes of some classes and modules as they were when taken, and the way
+    back to them: for good (`restore`, between candidates) or for a while (`as_taken`,
+    while the oracle compares)."""
+
+    def __init__(self, owners: Sequence[Any]) -> None:
+        self.taken = [(owner, dict(vars(owner))) for owner in owners]
+        self._depth = 0
+
+    def changes(self) -> list[tuple[Any, str, Any]]:
+        """(owner, name, value now or _MISSING) for each attribute set, replaced or deleted
+        since. A module's new submodule is not a change: importing it binds it there."""
+        out = []
+        for owner, taken in self.taken:
+            now = vars(owner)
+            for name, value in taken.items():
+                if now.get(name, _MISSING) is not value:
+                    out.append((owner, name, now.get(name, _MISSING)))
+            for name in now.keys() - taken.keys():
+                if not (isinstance(owner, ModuleType) and isinstance(now[name], ModuleType)):
+                    out.append((owner, name, now[name]))
+        return out
+
+    def restore(self) -> list[tuple[Any, str, Any]]:
+        """Put every changed attribute back; returns what was undone (`as_taken` puts it back after)."""
+        undone = self.changes()
+        for owner, taken in self.taken:
+            for name in [name for o, name, _ in undone if o is owner]:
+                _set(owner, name, taken.get(name, _MISSING))
+        return undone
+
+    @contextlib.contextmanager
+    def as_taken(self) -> Iterator[None]:
+        """The taken attributes for the duration; what user code had set, after."""
+        if self._depth:  # already inside (judge -> compare): nothing to swap twice
+            yield
+            return
+        undone = self.restore()
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            for owner, name, value in undone:
+                _set(owner, name, value)
+
+
+def _set(owner: Any, name: str, value: Any) -> None:
+    if value is _MISSING:
+        delattr(owner, name)
+    else:
+        setattr(owner, name, value)
+
+
+def torch_namespaces() -> tuple[Any, ...]:
+    """Where user code patches torch and the standard library functions the oracle and
+    the workers lean on (`torch.isclose = ...`, `torch.Tensor.__eq__ = ...`)."""
+    import torch.nn.functional
+
+    return (
+        torch, torch.Tensor, torch.nn.Module, torch.nn.functional, torch.linalg, torch.fft, torch.special,
+        torch.autograd, math, cmath, copy, random,
+    )
+
+
+# the classes whose methods the oracle calls on values (`.detach()`, `.shape`, `.item()`,
+# `.state_dict()`), and `copy`, which a tensor's `__deepcopy__` calls back into, as they
+# are now: the worker imports this module before user code. (Not all of `torch`: looking
+# through its 1500 names on every comparison would cost more than the comparison.)
+_AS_IMPORTED = Attributes((torch.Tensor, torch.nn.Module, copy))
+
+
 def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    random.seed(seed)
+    _manual_seed(seed)
+    _random_seed(seed)
     try:
         import numpy as np
     except ImportError:  # numpy is optional for user code; torch's seed is what matters
@@ -87,7 +196,8 @@ def seed_everything(seed: int) -> None:
 
 def run(call: Call, args: tuple, kwargs: dict, seed: int, side: str) -> Outcome:
     """Call `call` on a private copy of the arguments, recording result, error and warnings."""
-    args, kwargs = copy.deepcopy((args, kwargs))
+    with _AS_IMPORTED.as_taken():
+        args, kwargs = _deepcopy((args, kwargs))
     seed_everything(seed)
     out = Outcome(args=args, kwargs=kwargs)
     with warnings.catch_warnings(record=True) as caught:
@@ -104,6 +214,11 @@ def run(call: Call, args: tuple, kwargs: dict, seed: int, side: str) -> Outcome:
 
 def judge(ref: Outcome, cand: Outcome, names: list[str], lenient_nonfinite: bool = False) -> Difference | None:
     """The first way `cand` differs from `ref`; `ref` ran without error."""
+    with _AS_IMPORTED.as_taken():
+        return _judge(ref, cand, names, lenient_nonfinite)
+
+
+def _judge(ref: Outcome, cand: Outcome, names: list[str], lenient_nonfinite: bool) -> Difference | None:
     if cand.error is not None:
         return Difference("the rewrite", f"raised {describe_error(cand.error)}")
     diff = compare(ref.value, cand.value, "return value", lenient_nonfinite=lenient_nonfinite)
@@ -159,7 +274,7 @@ def alias_difference(ref: Outcome, cand: Outcome, names: list[str]) -> Differenc
     return None
 
 
-def _storage_key(t: torch.Tensor) -> tuple | None:
+def _storage_key(t: _Tensor) -> tuple | None:
     try:
         storage = t.untyped_storage()
     except (RuntimeError, NotImplementedError):  # sparse and other storage-less layouts
@@ -185,11 +300,11 @@ def _storage_owners(out: Outcome, names: list[str]) -> dict[tuple, str]:
 
 
 def _held_tensors(obj: Any, depth: int = 0):
-    if isinstance(obj, torch.Tensor):
+    if isinstance(obj, _Tensor):
         yield obj
     elif depth >= _MAX_DEPTH:
         return
-    elif isinstance(obj, torch.nn.Module):
+    elif isinstance(obj, _NNModule):
         yield from obj.state_dict(keep_vars=True).values()
     elif isinstance(obj, (list, tuple)):
         for x in obj:
@@ -205,7 +320,7 @@ def _held_tensors(obj: Any, depth: int = 0):
 def _paired_tensors(a: Any, b: Any, where: str, depth: int = 0):
     """(where, original's tensor, rewrite's tensor) at each place of two results that
     `compare` found alike."""
-    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+    if isinstance(a, _Tensor) and isinstance(b, _Tensor):
         yield where, a, b
     elif depth >= _MAX_DEPTH or type(a) is not type(b):
         return
@@ -226,21 +341,25 @@ def compare(a: Any, b: Any, where: str, depth: int = 0, *, lenient_nonfinite: bo
 
     With `lenient_nonfinite`, non-finite against non-finite (nan, inf, -inf in any
     combination) counts as equal; off, each must match exactly."""
+    with _AS_IMPORTED.as_taken():
+        return _compare(a, b, where, depth, lenient_nonfinite)
+
+
+def _compare(a: Any, b: Any, where: str, depth: int, lenient: bool) -> Difference | None:
     if a is b:
         return None
     if type(a) is not type(b):
         return Difference(where, f"type differs: original {_type(a)}, rewrite {_type(b)}")
-    lenient = lenient_nonfinite
-    if isinstance(a, torch.Tensor):
+    if isinstance(a, _Tensor):
         return _compare_tensors(a, b, where, lenient)
     if isinstance(a, float):
         return None if _close_floats(a, b, lenient) else Difference(where, f"original {a!r}, rewrite {b!r}")
     if isinstance(a, complex):
-        if lenient and not cmath.isfinite(a) and not cmath.isfinite(b):
+        if lenient and not _cmath_isfinite(a) and not _cmath_isfinite(b):
             return None
         ok = _close_floats(a.real, b.real) and _close_floats(a.imag, b.imag)
         return None if ok else Difference(where, f"original {a!r}, rewrite {b!r}")
-    if isinstance(a, (int, str, bytes, bool, type(None), torch.dtype, torch.device, torch.Size)):
+    if isinstance(a, _SCALARS):
         return None if a == b else Difference(where, f"original {a!r}, rewrite {b!r}")
     if depth >= _MAX_DEPTH:
         return None
@@ -248,13 +367,13 @@ def compare(a: Any, b: Any, where: str, depth: int = 0, *, lenient_nonfinite: bo
         if len(a) != len(b):
             return Difference(where, f"length differs: original {len(a)}, rewrite {len(b)}")
         for k, (x, y) in enumerate(zip(a, b)):
-            diff = compare(x, y, f"{where}[{k}]", depth + 1, lenient_nonfinite=lenient)
+            diff = _compare(x, y, f"{where}[{k}]", depth + 1, lenient)
             if diff:
                 return diff
         return None
     if isinstance(a, dict):
         return _compare_mappings(a, b, where, depth, lambda key: f"{where}[{key!r}]", lenient)
-    if isinstance(a, torch.nn.Module):
+    if isinstance(a, _NNModule):
         return _compare_mappings(
             a.state_dict(), b.state_dict(), where, depth, lambda key: f"{where}.{key}", lenient
         )
@@ -267,7 +386,7 @@ def _compare_mappings(
     if set(a) != set(b):
         return Difference(where, f"keys differ: original {sorted(map(repr, a))}, rewrite {sorted(map(repr, b))}")
     for key in a:
-        diff = compare(a[key], b[key], label(key), depth + 1, lenient_nonfinite=lenient)
+        diff = _compare(a[key], b[key], label(key), depth + 1, lenient)
         if diff:
             return diff
     return None
@@ -279,7 +398,7 @@ def _compare_objects(a: Any, b: Any, where: str, depth: int, lenient: bool = Fal
     except ImportError:  # without numpy there are no arrays to compare
         np = None
     if np is not None and isinstance(a, np.ndarray):
-        return compare(torch.from_numpy(a.copy()), torch.from_numpy(b.copy()), where, depth, lenient_nonfinite=lenient)
+        return _compare(_from_numpy(a.copy()), _from_numpy(b.copy()), where, depth, lenient)
     if hasattr(a, "__dict__") and not callable(a):
         return _compare_mappings(vars(a), vars(b), where, depth, lambda key: f"{where}.{key}", lenient)
     try:
@@ -290,37 +409,37 @@ def _compare_objects(a: Any, b: Any, where: str, depth: int, lenient: bool = Fal
 
 
 def _type(x: Any) -> str:
-    if isinstance(x, torch.Tensor):
+    if isinstance(x, _Tensor):
         return f"Tensor ({str(x.dtype).removeprefix('torch.')})"
     return type(x).__name__
 
 
 def _close_floats(a: float, b: float, lenient: bool = False) -> bool:
-    if lenient and not math.isfinite(a) and not math.isfinite(b):
+    if lenient and not _math_isfinite(a) and not _math_isfinite(b):
         return True
-    if math.isnan(a) or math.isnan(b):
-        return math.isnan(a) and math.isnan(b)
+    if _math_isnan(a) or _math_isnan(b):
+        return _math_isnan(a) and _math_isnan(b)
     rtol, atol = _PY_FLOAT_TOL
-    return a == b or math.isclose(a, b, rel_tol=rtol, abs_tol=atol)
+    return a == b or _math_isclose(a, b, rel_tol=rtol, abs_tol=atol)
 
 
-def _compare_tensors(a: torch.Tensor, b: torch.Tensor, where: str, lenient: bool = False) -> Difference | None:
+def _compare_tensors(a: _Tensor, b: _Tensor, where: str, lenient: bool = False) -> Difference | None:
     for attr in ("device", "dtype", "layout"):
         if getattr(a, attr) != getattr(b, attr):
             return Difference(where, f"{attr} differs: original {getattr(a, attr)}, rewrite {getattr(b, attr)}")
     if a.shape != b.shape:
         return Difference(where, f"shape differs: original {list(a.shape)}, rewrite {list(b.shape)}")
     x, y = a.detach().cpu(), b.detach().cpu()
-    if x.layout != torch.strided:
+    if x.layout != _STRIDED:
         x, y = x.to_dense(), y.to_dense()
     if x.dtype in TOLERANCES:
         rtol, atol = TOLERANCES[x.dtype]
-        close = torch.isclose(x, y, rtol=rtol, atol=atol, equal_nan=True)
+        close = _isclose(x, y, rtol=rtol, atol=atol, equal_nan=True)
         if lenient:
-            close |= ~torch.isfinite(x) & ~torch.isfinite(y)
+            close = _logical_or(close, _logical_and(_logical_not(_isfinite(x)), _logical_not(_isfinite(y))))
     else:
-        close = x == y
-    bad = (~close).nonzero()
+        close = _eq(x, y)
+    bad = _nonzero(_logical_not(close))
     if len(bad) == 0:
         return None
     details = []
@@ -352,15 +471,16 @@ def grad_difference(
 
 
 def _grads(call: Call, args: tuple, kwargs: dict, seed: int, side: str, strict: bool = False) -> list | None:
-    args, kwargs = copy.deepcopy((args, kwargs))
-    leaves = []
-    args = list(args)
-    for k, a in enumerate(args):
-        if isinstance(a, torch.Tensor) and a.dtype.is_floating_point:
-            args[k] = a.detach().clone().requires_grad_(True)
-            leaves.append(args[k])
-        else:
-            leaves.append(None)
+    with _AS_IMPORTED.as_taken():
+        args, kwargs = _deepcopy((args, kwargs))
+        leaves = []
+        args = list(args)
+        for k, a in enumerate(args):
+            if isinstance(a, _Tensor) and a.dtype.is_floating_point:
+                args[k] = a.detach().clone().requires_grad_(True)
+                leaves.append(args[k])
+            else:
+                leaves.append(None)
     if not any(x is not None for x in leaves):
         return None
     seed_everything(seed)
@@ -368,16 +488,17 @@ def _grads(call: Call, args: tuple, kwargs: dict, seed: int, side: str, strict: 
         warnings.simplefilter("ignore")
         try:
             value, _ = call(tuple(args), kwargs)
-            # Returned values, and arguments the call wrote differentiable values into.
-            outputs = [
-                t
-                for t in _flat_tensors((value, args, kwargs))
-                if t.grad_fn is not None and t.dtype.is_floating_point
-            ]
-            if not outputs:
-                return None if not strict else [None if x is None else torch.zeros_like(x) for x in leaves]
-            total = sum(t.sum() for t in outputs)
-            grads = torch.autograd.grad(total, [x for x in leaves if x is not None], allow_unused=True)
+            with _AS_IMPORTED.as_taken():
+                # Returned values, and arguments the call wrote differentiable values into.
+                outputs = [
+                    t
+                    for t in _flat_tensors((value, args, kwargs))
+                    if t.grad_fn is not None and t.dtype.is_floating_point
+                ]
+                if not outputs:
+                    return None if not strict else [None if x is None else _zeros_like(x) for x in leaves]
+                total = sum(t.sum() for t in outputs)
+            grads = _grad(total, [x for x in leaves if x is not None], allow_unused=True)
         except SystemExit as e:
             raise UserExit(e.code, side) from None
         except Exception:
@@ -391,12 +512,12 @@ def _grads(call: Call, args: tuple, kwargs: dict, seed: int, side: str, strict: 
             out.append(None)
         else:
             g = next(it)
-            out.append(torch.zeros_like(x) if g is None else g)
+            out.append(_zeros_like(x) if g is None else g)
     return out
 
 
 def _flat_tensors(obj: Any, depth: int = 0):
-    if isinstance(obj, torch.Tensor):
+    if isinstance(obj, _Tensor):
         yield obj
     elif depth < _MAX_DEPTH and isinstance(obj, (list, tuple)):
         for x in obj:
