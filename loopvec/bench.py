@@ -402,6 +402,13 @@ def main() -> int:
     requests, replies = _private_pipes()
     import torch  # noqa: F401  (paid once, before the first request is timed)
 
+    from .verify.loading import ModuleGraph
+    from .verify.oracle import Attributes, torch_namespaces
+
+    # each request is timed with its own file's modules and torch as torch defines it:
+    # what one request's module loaded or patched is undone after it (as in verify.worker)
+    graph, patched = ModuleGraph(), Attributes(torch_namespaces())
+
     send(replies, ("ready", os.getpid()))
     home = os.getcwd()
     while True:
@@ -414,6 +421,8 @@ def main() -> int:
             timing = Timing(req.key, "not-measured", f"benchmark error: {type(exc).__name__}: {exc}",
                             device=req.device)
         os.chdir(home)
+        graph.restore()
+        patched.restore()
         send(replies, timing)
 
 

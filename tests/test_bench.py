@@ -275,6 +275,27 @@ def test_a_hanging_function_times_out_and_the_next_one_still_runs(module):
 
 
 @pytest.mark.slow
+def test_each_request_is_timed_with_the_modules_of_its_own_folder(tmp_path):
+    # a/ and b/ each have a utils.helper; b's takes a scale: timed with a's, b's loop
+    # would raise on every input and never be measured
+    calls = {"a": "helper(v)", "b": "helper(v, 3)"}
+    helpers = {"a": "def helper(v):\n    return v * 2\n", "b": "def helper(v, scale):\n    return v * scale\n"}
+    requests = []
+    for name in "ab":
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "utils.py").write_text(helpers[name])
+        path = tmp_path / name / "mod.py"
+        path.write_text(f"import torch\nfrom utils import helper\n\n\ndef f(x: torch.Tensor) -> torch.Tensor:\n"
+                        f"    out = []\n    for v in x:\n        out.append({calls[name]})\n    return torch.stack(out)\n")
+        rewrite = f"def f(x):\n    return {calls[name].replace('v', 'x')}\n"
+        requests.append(BenchRequest(name, Impl(str(path), "f"), Impl(str(path), "f", rewrite), sizes=(("*", 10),),
+                                     budget_s=0.01, memory=False))
+    a, b = bench(requests, timeout_s=60)
+    assert a.status == "measured", a.message
+    assert b.status == "measured", b.message
+
+
+@pytest.mark.slow
 def test_apply_shows_the_speedup_in_the_diff_header_and_the_finding(module):
     result = apply(RunOptions(paths=("loops.py",), dry_run=True, min_speedup=B.DEFAULT_MIN_SPEEDUP))
     (finding,) = [f for f in result.findings if f.function == "double"]

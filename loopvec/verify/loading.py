@@ -5,6 +5,21 @@ up while `__init__.py` exists, put the directory above on `sys.path`, import by 
 name, so relative imports, helpers and module constants resolve. A rewrite is compiled
 into a *copy* of the module's namespace (after its prelude), so it sees the same helpers
 without replacing anything the original sees.
+
+Every candidate sees the module graph of its own file. A warm worker takes candidates
+from many folders one after another, and two folders may each hold a `utils.py`: once
+`sys.modules["utils"]` is the first folder's, `from utils import helper` in the second
+folder's module would get the first one's helper, and its rewrite would be proved (and
+timed) against someone else's code. So the worker takes a `ModuleGraph` before it
+imports any user code, and after each candidate `ModuleGraph.restore` drops every module
+loaded since from outside the interpreter's own libraries (the user's modules, and
+whatever they imported from the user's tree, wherever sys.path pointed), and restores
+sys.path and the import hooks. Modules from the standard library and site-packages stay
+loaded: they are the same whichever file imported them, and some (numpy) must not be
+imported twice in one process (a file that itself lies in site-packages, an installed
+library's, stays loaded like one). This was chosen over a fresh worker per package root,
+which would pay torch's import again for every folder of loose scripts, and would still
+let one file's candidates see what another file of the same root left behind.
 """
 
 from __future__ import annotations
@@ -16,7 +31,10 @@ import importlib.util
 import inspect
 import io
 import linecache
+import os
+import site
 import sys
+import sysconfig
 import textwrap
 import tokenize
 import zlib
@@ -92,7 +110,7 @@ class Loaded:
         return call
 
 
-_loaded_files: dict[str, int] = {}  # module name -> mtime_ns it was imported at
+_loaded_files: dict[str, int] = {}  # module name -> mtime_ns it was imported at (`ModuleGraph` prunes it)
 
 
 def load(impl: Impl, bare: bool = False) -> Loaded:
@@ -365,3 +383,77 @@ def _forget(name: str, path: Path, root: str) -> None:
         for key in [m for m in sys.modules if m == prefix or m.startswith(prefix + ".")]:
             del sys.modules[key]
         return
+
+
+class ModuleGraph:
+    """sys.modules, sys.path and the import hooks as they were before user code ran, and
+    `restore` to go back to them between candidates (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.modules = dict(sys.modules)
+        self.path = list(sys.path)
+        self.meta_path = list(sys.meta_path)
+        self.path_hooks = list(sys.path_hooks)
+        self.importers = dict(sys.path_importer_cache)
+        self.libraries = _library_folders()
+
+    def restore(self) -> None:
+        for name, module in list(sys.modules.items()):
+            if name in self.modules:
+                continue
+            if _from_libraries(name, module, self.libraries):
+                self.modules[name] = module  # a library imported late: keep it, decide once
+            else:
+                del sys.modules[name]
+        for name, module in self.modules.items():
+            if sys.modules.get(name) is not module:  # `sys.modules["torch"] = stand_in`
+                sys.modules[name] = module
+        sys.path[:] = self.path
+        # a hook user code installed would decide the next candidate's imports; one a
+        # library installed when imported stays with it
+        sys.meta_path[:] = [h for h in sys.meta_path if _kept_hook(h, self.meta_path)]
+        sys.path_hooks[:] = [h for h in sys.path_hooks if _kept_hook(h, self.path_hooks)]
+        for key in sys.path_importer_cache.keys() - self.importers.keys():
+            del sys.path_importer_cache[key]
+        for name in _loaded_files.keys() - sys.modules.keys():
+            del _loaded_files[name]
+        importlib.invalidate_caches()
+
+
+def _library_folders() -> tuple[str, ...]:
+    """Where the interpreter's own modules live: the standard library, site-packages, and
+    loopvec itself."""
+    paths = sysconfig.get_paths()
+    found = [paths.get(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")]
+    found += site.getsitepackages() if hasattr(site, "getsitepackages") else []
+    if site.ENABLE_USER_SITE:
+        found.append(site.getusersitepackages())
+    found.append(str(Path(__file__).resolve().parents[1]))  # loopvec, wherever it is installed
+    return tuple(sorted({os.path.realpath(p) for p in found if p}))
+
+
+def _under(file: str, folders: tuple[str, ...]) -> bool:
+    real = os.path.realpath(file)
+    return any(real == f or real.startswith(f + os.sep) for f in folders)
+
+
+def _from_libraries(name: str, module: Any, libraries: tuple[str, ...]) -> bool:
+    spec = getattr(module, "__spec__", None)
+    if spec is not None and spec.origin in ("built-in", "frozen"):
+        return True
+    file = getattr(module, "__file__", None) or (spec.origin if spec is not None and spec.has_location else None)
+    if isinstance(file, str):
+        return _under(file, libraries)
+    locations = list(getattr(spec, "submodule_search_locations", None) or []) if spec is not None else []
+    if locations:  # a namespace package: where its folders are
+        return all(isinstance(p, str) and _under(p, libraries) for p in locations)
+    # no file at all (`sys.modules["fake"] = ...`, `six.moves`): judged by its top package
+    top = name.partition(".")[0]
+    parent = sys.modules.get(top)
+    return top != name and parent is not None and _from_libraries(top, parent, libraries)
+
+
+def _kept_hook(hook: Any, before: list) -> bool:
+    """An import hook (a finder, its class, a function) that was there before, or whose
+    defining module is still loaded once the user's modules are dropped."""
+    return any(hook is h for h in before) or getattr(hook, "__module__", None) in sys.modules

@@ -5,6 +5,13 @@ It answers requests on a private copy of its stdin/stdout, length-prefixed pickl
 code it moves fd 0 to /dev/null and fd 1 onto stderr, so nothing a user function prints
 or reads can corrupt the protocol. torch and hypothesis are imported once, at start-up,
 and stay warm for the whole batch.
+
+User code is not: before the first request the worker notes the module graph
+(`loading.ModuleGraph`) and the attributes of torch's namespaces (`oracle.Attributes`),
+and after each candidate drops the modules it loaded and undoes what it patched
+(`torch.isclose = ...`), so each candidate is proved with its own file's modules and
+with torch as torch defines it. The oracle is imported (with `check`) before any user
+code: the references it judges with are taken then.
 """
 
 from __future__ import annotations
@@ -63,8 +70,12 @@ def main() -> int:
     # One thread per worker: several workers share the machine, and a fixed thread
     # count keeps reductions' summation order the same from run to run.
     torch.set_num_threads(1)
-    from .check import check  # imports hypothesis and the rest
+    from .check import check  # imports hypothesis, the oracle and the rest
+    from .loading import ModuleGraph
+    from .oracle import Attributes, torch_namespaces
     from .types import Verdict
+
+    graph, patched = ModuleGraph(), Attributes(torch_namespaces())  # before any user code
 
     send(replies, ("ready", os.getpid()))
     home = os.getcwd()
@@ -78,6 +89,8 @@ def main() -> int:
         except Exception as e:  # a bug of the verifier's own: say so, do not blame the rewrite
             verdict = Verdict("unverifiable", f"verifier error: {type(e).__name__}: {e}", key=cand.key)
         _reset_global_state(torch, home)
+        graph.restore()
+        patched.restore()
         send(replies, ("verdict", verdict))
 
 
