@@ -277,12 +277,12 @@ def apply(
         except GitError as exc:  # a file to change has uncommitted edits: nothing was written
             _fail(str(exc), fmt)
     if committer is not None:
-        try:
-            for line in committer.commit(result, options.patterns):
-                _err(line)
-        except GitError as exc:
-            _err(f"loopvec: error: {exc}")
-            raise typer.Exit(2)
+        with _interruptible():  # each commit is said as it is made, also when the rest is interrupted
+            try:
+                committer.commit(result, options.patterns, say=_err)
+            except GitError as exc:
+                _err(f"loopvec: error: {exc}")
+                raise typer.Exit(2)
     _emit(result, fmt, diffs=dry_run)
 
 

@@ -10,17 +10,28 @@ whose status is `rewritten` -- verified, and through the speed gate -- are commi
 
 Commits are made with git's plumbing on a private index (`read-tree`, `update-index`,
 `commit-tree`, `update-ref`), so the user's index and working tree are not touched beyond
-the committed files' index entries, and commit hooks do not run.
+the committed files' index entries, and commit hooks do not run. Each file's content goes
+through git's clean filters for its path (`hash-object --path`), as `git add` would, so
+`core.autocrlf` and `.gitattributes` give the blob a `git add` of the written file gives.
+
+Whatever happens (Ctrl-C, SIGTERM, a git command that fails), the committed files' index
+entries end up matching HEAD: the user's next commit never carries their old content back.
+Ctrl-C and SIGTERM are held while a commit is made and take effect between two commits;
+each commit is reported as soon as it is made.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import tempfile
+import threading
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 from .results import REWRITTEN, Finding
 
@@ -85,53 +96,123 @@ class Committer:
 
     # ------------------------------------------------------------------ after writing
 
-    def commit(self, result, patterns: tuple[str, ...] = ()) -> list[str]:
-        """One commit per pattern of the rewritten findings; the lines to show the user."""
+    def commit(self, result, patterns: tuple[str, ...] = (), say: Callable[[str], None] | None = None) -> list[str]:
+        """One commit per pattern of the rewritten findings; the lines to show the user, each
+        also passed to `say` as soon as its commit is made (so an interrupted run still says
+        what it committed)."""
         import codemods
-
-        from .engine import apply_keys, decode, encode
 
         done = [f for f in result.findings if f.status == REWRITTEN]
         if not done:
-            return ["loopvec: --commit: nothing was rewritten, nothing to commit"]
+            lines = ["loopvec: --commit: nothing was rewritten, nothing to commit"]
+            if say:
+                say(lines[0])
+            return lines
         order = {name: k for k, name in enumerate(codemods.all_patterns())}
         by_pattern: dict[str, list[Finding]] = defaultdict(list)
         for f in done:
             by_pattern[f.pattern].append(f)
-        heads: dict[str, object] = {}  # display path -> decoded HEAD text
-        keys_so_far: dict[str, set[str]] = defaultdict(set)
-        lines = []
-        with tempfile.TemporaryDirectory(prefix="loopvec-commit-") as tmp:
-            env = {**os.environ, "GIT_INDEX_FILE": os.path.join(tmp, "index")}
-            for pattern in sorted(by_pattern, key=lambda p: (order.get(p, len(order)), p)):
-                findings = sorted(by_pattern[pattern], key=lambda f: (f.path, f.line))
-                _git(["read-tree", "HEAD"], self.root, env=env)
-                for path in dict.fromkeys(f.path for f in findings):
-                    rel = self._rel(path)
-                    if path not in heads:
-                        heads[path] = decode(path, _git(["show", f"HEAD:{rel}"], self.root))
-                    keys_so_far[path] |= {f.key for f in findings if f.path == path}
-                    head = heads[path]
-                    text = apply_keys(path, head.text, keys_so_far[path], patterns)
-                    data = encode(type(head)(text, head.bom))
-                    blob = _git(["hash-object", "-w", "--stdin"], self.root, data).decode().strip()
-                    mode = _git(["ls-tree", "HEAD", "--", rel], self.root).split(b" ", 1)[0].decode() or "100644"
-                    _git(["update-index", "--add", "--cacheinfo", f"{mode},{blob},{rel}"], self.root, env=env)
-                tree = _git(["write-tree"], self.root, env=env).decode().strip()
-                parent = _git(["rev-parse", "HEAD"], self.root).decode().strip()
-                message = _message(pattern, findings)
-                sha = _git(["commit-tree", tree, "-p", parent, "-F", "-"], self.root, message.encode()).decode().strip()
-                _git(["update-ref", "-m", f"loopvec: {pattern}", "HEAD", sha, parent], self.root)
-                lines.append(f"loopvec: committed {sha[:10]} {message.splitlines()[0]}")
-        # what was committed must be exactly what was written
-        for path, keys in keys_so_far.items():
+        steps = sorted(by_pattern, key=lambda p: (order.get(p, len(order)), p))
+        lines: list[str] = []
+        committed: dict[str, str] = {}  # display path -> the blob of its last commit
+        touched: set[str] = set()  # the files of every commit begun (an interrupt may come before it is noted)
+        start = _git(["rev-parse", "HEAD"], self.root).decode().strip()
+        try:
+            with _signals_held() as stop_asked, tempfile.TemporaryDirectory(prefix="loopvec-commit-") as tmp:
+                env = {**os.environ, "GIT_INDEX_FILE": os.path.join(tmp, "index")}
+                heads: dict[str, object] = {}  # display path -> decoded HEAD text
+                keys_so_far: dict[str, set[str]] = defaultdict(set)
+                for pattern in steps:
+                    # Ctrl-C or SIGTERM came during the last commit: stop between two commits
+                    if stop_asked():
+                        break
+                    findings = sorted(by_pattern[pattern], key=lambda f: (f.path, f.line))
+                    blobs = self._blobs(findings, heads, keys_so_far, patterns)
+                    touched |= set(blobs)
+                    sha = self._commit_tree(env, pattern, findings, blobs)
+                    committed.update(blobs)
+                    line = f"loopvec: committed {sha[:10]} {_message(pattern, findings).splitlines()[0]}"
+                    lines.append(line)
+                    if say:
+                        say(line)
+                if len(lines) == len(steps):
+                    self._check_written(committed)
+        except BaseException:
+            if say and len(lines) < len(steps):
+                say(f"loopvec: --commit stopped after {len(lines)} of {len(steps)} commits: the rewrites of "
+                    f"{', '.join(steps[len(lines):])} are written but not committed")
+            raise
+        finally:
+            self._sync_index(touched, start)
+        return lines
+
+    def _blobs(self, findings: list[Finding], heads: dict, keys_so_far: dict[str, set[str]],
+               patterns: tuple[str, ...]) -> dict[str, str]:
+        """The blob of each file of `findings` with the rewrites so far, written to git's objects."""
+        from .engine import apply_keys, decode, encode
+
+        blobs = {}
+        for path in dict.fromkeys(f.path for f in findings):
+            rel = self._rel(path)
+            if path not in heads:
+                heads[path] = decode(path, _git(["show", f"HEAD:{rel}"], self.root))
+            keys_so_far[path] |= {f.key for f in findings if f.path == path}
+            head = heads[path]
+            data = encode(type(head)(apply_keys(path, head.text, keys_so_far[path], patterns), head.bom))
+            blobs[path] = _git(["hash-object", "-w", "--stdin", f"--path={rel}"], self.root, data).decode().strip()
+        return blobs
+
+    def _commit_tree(self, env: dict, pattern: str, findings: list[Finding], blobs: dict[str, str]) -> str:
+        """Commit HEAD's tree with `blobs` in place, and move HEAD to it."""
+        _git(["read-tree", "HEAD"], self.root, env=env)
+        for path, blob in blobs.items():
+            rel = self._rel(path)
+            mode = _git(["ls-tree", "HEAD", "--", rel], self.root).split(b" ", 1)[0].decode() or "100644"
+            _git(["update-index", "--add", "--cacheinfo", f"{mode},{blob},{rel}"], self.root, env=env)
+        tree = _git(["write-tree"], self.root, env=env).decode().strip()
+        parent = _git(["rev-parse", "HEAD"], self.root).decode().strip()
+        message = _message(pattern, findings)
+        sha = _git(["commit-tree", tree, "-p", parent, "-F", "-"], self.root, message.encode()).decode().strip()
+        _git(["update-ref", "-m", f"loopvec: {pattern}", "HEAD", sha, parent], self.root)
+        return sha
+
+    def _check_written(self, committed: dict[str, str]) -> None:
+        """What was committed last must be what was written, as `git add` would store it."""
+        for path, blob in committed.items():
             with open(path, "rb") as fh:
                 written = fh.read()
-            head = heads[path]
-            if written != encode(type(head)(apply_keys(path, head.text, keys, patterns), head.bom)):
+            if _git(["hash-object", "--stdin", f"--path={self._rel(path)}"], self.root, written).decode().strip() != blob:
                 raise GitError(f"{path} differs from what was committed; check `git status`")
-        _git(["reset", "-q", "--", *(self._rel(p) for p in keys_so_far)], self.root)
-        return lines
+
+    def _sync_index(self, paths: set[str], start: str) -> None:
+        """The committed files' entries in the user's index: HEAD's, so nothing stale is staged.
+        Untouched when HEAD has not moved: the index is as the user left it."""
+        if not paths:
+            return
+        with _signals_held():
+            try:
+                moved = _git(["rev-parse", "HEAD"], self.root).decode().strip() != start
+                if moved:
+                    _git(["reset", "-q", "--", *sorted(self._rel(p) for p in paths)], self.root)
+            except GitError:
+                pass  # the error on the way out says what went wrong; git status shows the rest
+
+
+@contextmanager
+def _signals_held() -> Iterator[Callable[[], bool]]:
+    """Hold Ctrl-C and SIGTERM while git moves HEAD and the index (a git command killed
+    half-way, or a stop between the two, would leave them apart); they are delivered on the
+    way out. Yields a test of whether one is waiting. Elsewhere than the main thread of a
+    POSIX process, nothing is held."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield lambda: bool(held & signal.sigpending())
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _message(pattern: str, findings: list[Finding]) -> str:

@@ -1,10 +1,12 @@
 """`apply --commit`: one commit per pattern of verified rewrites, never over uncommitted edits."""
 
+import signal
 import subprocess
 
 import pytest
 from typer.testing import CliRunner
 
+from loopvec import gitcommit
 from loopvec.cli import app
 from loopvec.engine import apply_keys, plan_source
 from loopvec.gitcommit import Committer, GitError
@@ -46,15 +48,15 @@ def repo(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _rewritten(path: str = "m.py", statuses=(REWRITTEN, REWRITTEN)) -> RunResult:
+def _rewritten(path: str = "m.py", statuses=(REWRITTEN, REWRITTEN), source: str = SOURCE) -> RunResult:
     """Write what `apply` would, and the RunResult it would return."""
-    plan = plan_source(path, SOURCE)
+    plan = plan_source(path, source)
     findings = tuple(Finding(p.path, p.line, p.column, p.end_line, p.qualname, p.pattern, status,
                              p.message + "; 12.0x faster (n=4096)", speedup=12.0, key=p.key)
                      for p, status in zip(plan.planned, statuses))
     written = {f.key for f in findings if f.status == REWRITTEN}
-    with open(path, "w") as fh:
-        fh.write(apply_keys(path, SOURCE, written))
+    with open(path, "w", newline="") as fh:
+        fh.write(apply_keys(path, source, written))
     return RunResult((FileResult(path, findings, changed=True),))
 
 
@@ -124,3 +126,97 @@ def test_apply_commit_end_to_end(repo):
     subjects = git("log", "--format=%s", cwd=repo).splitlines()
     assert subjects[:2] == ["loopvec: reduction: vectorize 1 loop", "loopvec: elementwise: vectorize 1 loop"]
     assert git("status", "--porcelain", cwd=repo) == ""
+
+
+def _stop_at(monkeypatch, command: str, nth: int, stop) -> None:
+    """Call `stop()` when git is asked to run `command` for the `nth` time (1: the first)."""
+    real, seen = gitcommit._git, []
+
+    def git_(args, *rest, **kw):
+        if args[0] == command:
+            seen.append(args)
+            if len(seen) == nth:
+                stop()
+        return real(args, *rest, **kw)
+
+    monkeypatch.setattr(gitcommit, "_git", git_)
+
+
+def _interrupt():
+    raise KeyboardInterrupt
+
+
+def test_an_interrupt_after_the_first_commit_says_it_and_stages_nothing_stale(repo, monkeypatch):
+    result = _rewritten()
+    _stop_at(monkeypatch, "commit-tree", 2, _interrupt)
+    said = []
+    with pytest.raises(KeyboardInterrupt):
+        Committer.for_paths(["m.py"]).commit(result, say=said.append)
+    assert git("log", "--format=%s", cwd=repo).splitlines() == ["loopvec: elementwise: vectorize 1 loop", "init"]
+    assert len(said) == 2 and said[0].startswith("loopvec: committed ") and "elementwise" in said[0]
+    assert said[1] == ("loopvec: --commit stopped after 1 of 2 commits: the rewrites of reduction are written "
+                       "but not committed")
+    # the index holds the committed content: the reduction rewrite is an unstaged change, nothing is staged
+    assert git("diff", "--cached", "--name-only", cwd=repo) == ""
+    assert git("status", "--porcelain", cwd=repo) == " M m.py\n"
+    assert "+    s = 0.0 + data.sum(0)" in git("diff", cwd=repo)
+
+
+def test_an_interrupt_before_the_first_commit_leaves_the_index_as_it_was(repo, monkeypatch):
+    result = _rewritten()
+    _stop_at(monkeypatch, "commit-tree", 1, _interrupt)
+    said = []
+    with pytest.raises(KeyboardInterrupt):
+        Committer.for_paths(["m.py"]).commit(result, say=said.append)
+    assert git("log", "--format=%s", cwd=repo).splitlines() == ["init"]
+    assert said == ["loopvec: --commit stopped after 0 of 2 commits: the rewrites of elementwise, reduction are "
+                    "written but not committed"]
+    assert git("diff", "--cached", "--name-only", cwd=repo) == ""
+
+
+def test_ctrl_c_during_a_commit_lets_it_finish_and_stops_before_the_next(repo, monkeypatch):
+    result = _rewritten()
+    # Ctrl-C raises KeyboardInterrupt, also when the tests were started with it ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        # the key is pressed while git moves HEAD to the first commit
+        _stop_at(monkeypatch, "update-ref", 1, lambda: signal.raise_signal(signal.SIGINT))
+        said = []
+        with pytest.raises(KeyboardInterrupt):
+            Committer.for_paths(["m.py"]).commit(result, say=said.append)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert git("log", "--format=%s", cwd=repo).splitlines() == ["loopvec: elementwise: vectorize 1 loop", "init"]
+    assert [line.split()[1] for line in said] == ["committed", "--commit"]
+    assert git("diff", "--cached", "--name-only", cwd=repo) == ""
+    assert git("status", "--porcelain", cwd=repo) == " M m.py\n"
+
+
+def test_a_crlf_file_under_autocrlf_is_committed_as_git_add_would(repo):
+    git("config", "core.autocrlf", "true", cwd=repo)
+    crlf = SOURCE.replace("\n", "\r\n")
+    (repo / "c.py").write_bytes(crlf.encode())
+    git("add", "c.py", cwd=repo)
+    git("commit", "-qm", "crlf", cwd=repo)
+    assert git("status", "--porcelain", cwd=repo) == ""
+    result = _rewritten("c.py", source=crlf)
+    assert b"\r\n    return x * 2\r\n" in (repo / "c.py").read_bytes()
+    lines = Committer.for_paths(["c.py"]).commit(result)
+    assert len(lines) == 2
+    assert git("status", "--porcelain", cwd=repo) == ""
+    assert git("diff", "--cached", "--name-only", cwd=repo) == ""
+    # the blob is the normalised text, as `git add` stores it
+    assert git("show", "HEAD:c.py", cwd=repo) == apply_keys("c.py", SOURCE, {f.key for f in result.findings})
+
+
+def test_apply_commit_interrupted_says_each_commit_and_exits_130(repo, monkeypatch):
+    monkeypatch.setattr("loopvec.cli.run_apply", lambda options, progress=None: _rewritten())
+    _stop_at(monkeypatch, "commit-tree", 2, _interrupt)
+    result = CliRunner().invoke(app, ["apply", "--commit", "m.py"])
+    assert result.exit_code == 130, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("loopvec: committed ") and lines[0].endswith("loopvec: elementwise: vectorize 1 loop")
+    assert lines[1].startswith("loopvec: --commit stopped after 1 of 2 commits")
+    assert lines[2] == "loopvec: interrupted; every file is either fully rewritten or unchanged"
+    assert git("diff", "--cached", "--name-only", cwd=repo) == ""
