@@ -13,8 +13,10 @@ up the block's indentation and the module's newline style.
 
 from __future__ import annotations
 
+import io
 import re
 import textwrap
+import tokenize
 from collections import Counter
 
 import libcst as cst
@@ -226,6 +228,31 @@ def apply_edits(module: cst.Module, edits: list[Edit]) -> cst.Module:
     if missing:
         raise EditError("an edit did not find its target")
     return new
+
+
+def _comment_tokens(text: str) -> list[str] | None:
+    try:
+        tokens = tokenize.generate_tokens(io.StringIO(text).readline)
+        return [t.string for t in tokens if t.type == tokenize.COMMENT]
+    except (tokenize.TokenError, SyntaxError):
+        return None
+
+
+def lost_comments(before: str, after: str) -> list[str]:
+    """The comments of `before` that `after` does not hold, each counted once; pragmas that
+    now share a line (`# type: ignore  # noqa`) count one by one. A text that does not
+    tokenize (libcst parsed it, tokenize may not) loses none."""
+    old, new = _comment_tokens(before), _comment_tokens(after)
+    if old is None or new is None:
+        return []
+    lost = []
+    for text in old:
+        k = next((k for k, c in enumerate(new) if text in c), None)
+        if k is None:
+            lost.append(text)
+        else:
+            new[k] = new[k].replace(text, "", 1)
+    return lost
 
 
 def find_function(module: cst.Module, qualname: str) -> cst.FunctionDef | None:

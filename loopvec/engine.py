@@ -19,7 +19,7 @@ import codemods
 from . import prefilter
 from .analysis.loops import Loop, find_loops
 from .analysis.module import ModuleInfo
-from .edits import EditError, apply_edits, function_source
+from .edits import EditError, apply_edits, function_source, lost_comments
 from .results import CANDIDATE, DECLINED, Finding
 from .guards import length_tier
 from .rewrite import Decline, PatternContext, Rewrite
@@ -297,6 +297,11 @@ def _plan_one(path: str, info: ModuleInfo, rw: Rewrite) -> Planned:
         return Planned(key, path, loop.qualname, loop.line, loop.column, loop.end_line, rw.pattern,
                        rw.message, rw.safety, rw.assumptions, None, "", "",
                        unverifiable=f"internal: the rewrite does not render ({_first_line(exc)})")
+    lost = lost_comments(info.local_text(), new_source)
+    if lost:  # the edits carry every comment over; should one be missed, decline, never delete it
+        return Planned(key, path, loop.qualname, loop.line, loop.column, loop.end_line, rw.pattern,
+                       rw.message, rw.safety, rw.assumptions, None, "", "",
+                       unverifiable=f"the rewrite would delete the comment `{lost[0]}`: left unchanged")
     fn = function_source(new_module, loop.qualname) if loop.qualname else None
     problem = None
     if loop.qualname and "<locals>" in loop.qualname:
@@ -344,6 +349,9 @@ def apply_keys(path: str, source: str, keys: set[str], pattern_names: tuple[str,
         raise SourceError("the file changed while loopvec was working on it: left unchanged")
     new = render(info, chosen)
     cst.parse_module(new)  # the result must parse
+    lost = lost_comments(source, new)
+    if lost:
+        raise SourceError(f"the rewrite would delete the comment `{lost[0]}`: left unchanged")
     return new
 
 

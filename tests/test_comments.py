@@ -11,8 +11,8 @@ import pytest
 
 import codemods
 import fixture_cases
-from loopvec.edits import apply_edits
-from loopvec.engine import apply_keys, changed_lines, plan_source
+from loopvec.edits import apply_edits, lost_comments
+from loopvec.engine import SourceError, apply_keys, changed_lines, plan_source
 from loopvec.rewrite import Edit
 
 
@@ -223,6 +223,25 @@ def test_carried_comments_are_not_reach_probe_targets():
     old = "def f(x):\n    out = []\n    for v in x:\n        # cube\n        out.append(v ** 3)\n    return torch.stack(out)\n"
     new = "def f(x):\n    # cube\n    return x ** 3\n"
     assert changed_lines(old, new) == (3,)
+
+
+def test_a_rewrite_that_would_delete_a_comment_is_declined(monkeypatch):
+    # should the edits ever miss a comment, the plan says so and nothing is written
+    import loopvec.edits
+
+    monkeypatch.setattr(loopvec.edits, "_inner_comments", lambda node: [])
+    source = "import torch\n\n\ndef f(x: torch.Tensor):\n    out = []\n    for v in x:\n" \
+             "        out.append(v * 2)  # doubled\n    return torch.stack(out)\n"
+    (planned,) = plan_source("m.py", source, ("elementwise",)).planned
+    assert planned.unverifiable == "the rewrite would delete the comment `# doubled`: left unchanged"
+    with pytest.raises(SourceError, match="would delete the comment `# doubled`"):
+        apply_keys("m.py", source, {planned.key}, ("elementwise",))
+
+
+def test_lost_comments_counts_each_comment_once():
+    assert lost_comments("a = 1  # x\nb = 2  # x\n", "a = b = 1  # x\n") == ["# x"]
+    assert lost_comments("a = 1  # noqa\nb = 2  # type: ignore\n", "c = 3  # type: ignore  # noqa\n") == []
+    assert lost_comments("a = 1  # x\rb = 2  # y\r", "a = 1  # x\r") == ["# y"]
 
 
 def _fixture_pairs():
