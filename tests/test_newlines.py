@@ -67,3 +67,20 @@ def test_old_mac_file_keeps_its_final_newline():
     source = _source(BEFORE + LOOP, "\r", True)
     new, _ = _rewrite(source)
     assert new.endswith("    return out\r")
+
+
+@pytest.mark.slow
+def test_apply_writes_an_old_mac_file_byte_for_byte(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from loopvec.cli import app
+
+    before = ["import torch", "", "", "def double(x: torch.Tensor) -> torch.Tensor:", "    out = []",
+              "    for v in x:", "        out.append(v * 2)  # doubled", "    return torch.stack(out)"]
+    after = ["import torch", "", "", "def double(x: torch.Tensor) -> torch.Tensor:", "    # doubled",
+             "    return x * 2"]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.py").write_bytes(_source(before, "\r", True).encode("utf-8"))
+    assert CliRunner().invoke(app, ["apply", "m.py"], catch_exceptions=False).exit_code == 1
+    assert (tmp_path / "m.py").read_bytes() == _source(after, "\r", True).encode("utf-8")
+    assert CliRunner().invoke(app, ["apply", "m.py"], catch_exceptions=False).exit_code == 0
