@@ -117,6 +117,13 @@ class Committer:
         committed: dict[str, str] = {}  # display path -> the blob of its last commit
         touched: set[str] = set()  # the files of every commit begun (an interrupt may come before it is noted)
         start = _git(["rev-parse", "HEAD"], self.root).decode().strip()
+        say = say or (lambda line: None)
+
+        def stopped() -> None:
+            if len(lines) < len(steps):
+                say(f"loopvec: --commit stopped after {len(lines)} of {len(steps)} commits: the rewrites of "
+                    f"{', '.join(steps[len(lines):])} are written but not committed")
+
         try:
             with _signals_held() as stop_asked, tempfile.TemporaryDirectory(prefix="loopvec-commit-") as tmp:
                 env = {**os.environ, "GIT_INDEX_FILE": os.path.join(tmp, "index")}
@@ -133,17 +140,15 @@ class Committer:
                     committed.update(blobs)
                     line = f"loopvec: committed {sha[:10]} {_message(pattern, findings).splitlines()[0]}"
                     lines.append(line)
-                    if say:
-                        say(line)
+                    say(line)
                 if len(lines) == len(steps):
                     self._check_written(committed)
         except BaseException:
-            if say and len(lines) < len(steps):
-                say(f"loopvec: --commit stopped after {len(lines)} of {len(steps)} commits: the rewrites of "
-                    f"{', '.join(steps[len(lines):])} are written but not committed")
+            stopped()
             raise
         finally:
-            self._sync_index(touched, start)
+            self._sync_index(touched, start, say)
+        stopped()  # a signal whose handler did not raise
         return lines
 
     def _blobs(self, findings: list[Finding], heads: dict, keys_so_far: dict[str, set[str]],
@@ -184,18 +189,19 @@ class Committer:
             if _git(["hash-object", "--stdin", f"--path={self._rel(path)}"], self.root, written).decode().strip() != blob:
                 raise GitError(f"{path} differs from what was committed; check `git status`")
 
-    def _sync_index(self, paths: set[str], start: str) -> None:
+    def _sync_index(self, paths: set[str], start: str, say: Callable[[str], None]) -> None:
         """The committed files' entries in the user's index: HEAD's, so nothing stale is staged.
         Untouched when HEAD has not moved: the index is as the user left it."""
         if not paths:
             return
+        rels = sorted(self._rel(p) for p in paths)
         with _signals_held():
             try:
-                moved = _git(["rev-parse", "HEAD"], self.root).decode().strip() != start
-                if moved:
-                    _git(["reset", "-q", "--", *sorted(self._rel(p) for p in paths)], self.root)
-            except GitError:
-                pass  # the error on the way out says what went wrong; git status shows the rest
+                if _git(["rev-parse", "HEAD"], self.root).decode().strip() != start:
+                    _git(["reset", "-q", "--", *rels], self.root)
+            except GitError as exc:  # said, not raised: it must not hide why the commits stopped
+                say(f"loopvec: error: the index still holds the old content of {', '.join(rels)} ({exc}); "
+                    f"`git reset -q -- {' '.join(rels)}` makes it match HEAD")
 
 
 @contextmanager

@@ -174,6 +174,21 @@ def test_an_interrupt_before_the_first_commit_leaves_the_index_as_it_was(repo, m
     assert git("diff", "--cached", "--name-only", cwd=repo) == ""
 
 
+def test_a_git_command_failing_after_the_first_commit_stages_nothing_stale(repo, monkeypatch):
+    result = _rewritten()
+
+    def fail():
+        raise GitError("`git commit-tree` failed: out of disk space")
+
+    _stop_at(monkeypatch, "commit-tree", 2, fail)
+    said = []
+    with pytest.raises(GitError, match="out of disk space"):
+        Committer.for_paths(["m.py"]).commit(result, say=said.append)
+    assert len(git("log", "--format=%s", cwd=repo).splitlines()) == 2
+    assert said[-1].startswith("loopvec: --commit stopped after 1 of 2 commits")
+    assert git("diff", "--cached", "--name-only", cwd=repo) == ""
+
+
 def test_ctrl_c_during_a_commit_lets_it_finish_and_stops_before_the_next(repo, monkeypatch):
     result = _rewritten()
     # Ctrl-C raises KeyboardInterrupt, also when the tests were started with it ignored
