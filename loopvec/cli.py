@@ -6,6 +6,7 @@ Diffs and findings go to stdout, the summary and progress to stderr.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -202,6 +203,16 @@ def _interruptible():
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
+def _stoppable(command):
+    """The whole command under `_interruptible`."""
+    @functools.wraps(command)  # typer reads the parameters through it
+    def run(*args, **kwargs):
+        with _interruptible():
+            return command(*args, **kwargs)
+
+    return run
+
+
 @app.command(cls=_ReportCommand)
 def scan(
     paths: List[str] = PathsArg,
@@ -287,6 +298,7 @@ def apply(
 
 
 @app.command()
+@_stoppable
 def verify(
     targets: List[str] = typer.Argument(..., help="Two implementations: A.py::f B.py::g (or Cls.method)."),
     max_examples: Optional[int] = typer.Option(None, "--max-examples", min=1),

@@ -81,16 +81,22 @@ def _start(args: list[str], cwd: Path, tmpdir: Path) -> subprocess.Popen:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-@pytest.mark.parametrize("sig, code, said", [
-    (signal.SIGTERM, 143, "loopvec: terminated (SIGTERM); every file is either fully rewritten or unchanged"),
-    (signal.SIGINT, 130, "loopvec: interrupted; every file is either fully rewritten or unchanged"),
-], ids=["SIGTERM", "Ctrl-C"])
-def test_a_signal_during_verification_stops_the_run_cleanly(tmp_path, sig, code, said):
+TERMINATED = "loopvec: terminated (SIGTERM); every file is either fully rewritten or unchanged"
+INTERRUPTED = "loopvec: interrupted; every file is either fully rewritten or unchanged"
+
+
+@pytest.mark.parametrize("args, sig, code, said", [
+    (["apply", "--no-cache", "m.py"], signal.SIGTERM, 143, TERMINATED),
+    (["apply", "--no-cache", "m.py"], signal.SIGINT, 130, INTERRUPTED),
+    (["verify", "m.py::double", "fast.py::double"], signal.SIGTERM, 143, TERMINATED),
+], ids=["apply, SIGTERM", "apply, Ctrl-C", "verify, SIGTERM"])
+def test_a_signal_during_verification_stops_the_run_cleanly(tmp_path, args, sig, code, said):
     project, tmpdir = tmp_path / "project", tmp_path / "tmp"
     project.mkdir()
     tmpdir.mkdir()
     (project / "m.py").write_text(SLOW)
-    proc = _start(["apply", "--no-cache", "m.py"], project, tmpdir)
+    (project / "fast.py").write_text("def double(x):\n    return x * 2\n")
+    proc = _start(args, project, tmpdir)
     try:
         # verification has started: a worker is running the user's code
         _wait_for(lambda: _sleeping(tmpdir) or proc.poll() is not None)
