@@ -407,7 +407,7 @@ def main() -> int:
 
     # each request is timed with its own file's modules and torch as torch defines it:
     # what one request's module loaded or patched is undone after it (as in verify.worker)
-    graph, patched = ModuleGraph(), Attributes(torch_namespaces())
+    graph, patched = ModuleGraph.take(), Attributes(torch_namespaces())
 
     send(replies, ("ready", os.getpid()))
     home = os.getcwd()

@@ -313,11 +313,17 @@ def _compile_def(node: ast.AST, owner: type | None, namespace: dict, filename: s
 
 def import_file(path: Path) -> ModuleType:
     """Import the module at `path` the way pytest's rootdir insertion would."""
+    global _root_in_use
     parts = [] if path.name == "__init__.py" else [path.stem]
     root = path.parent
     while (root / "__init__.py").is_file():
         parts.insert(0, root.name)
         root = root.parent
+    if _graph is not None and _root_in_use not in (None, str(root)):
+        # an original and a rewrite from two folders (`loopvec verify a/m.py::f b/m.py::f`):
+        # b's `from utils import helper` must not find a's
+        _graph.restore()
+    _root_in_use = str(root)
     name = ".".join(parts)
     if len(parts) == 1 and _taken_elsewhere(name, path):
         # A lone file named like a module already loaded (or like the standard library's):
@@ -387,7 +393,15 @@ def _forget(name: str, path: Path, root: str) -> None:
 
 class ModuleGraph:
     """sys.modules, sys.path and the import hooks as they were before user code ran, and
-    `restore` to go back to them between candidates (see the module docstring)."""
+    `restore` to go back to them between candidates (see the module docstring).
+    `ModuleGraph.take()` also makes it the one `import_file` restores when a candidate's
+    two sides come from two package roots."""
+
+    @classmethod
+    def take(cls) -> ModuleGraph:
+        global _graph
+        _graph = cls()
+        return _graph
 
     def __init__(self) -> None:
         self.modules = dict(sys.modules)
@@ -398,6 +412,8 @@ class ModuleGraph:
         self.libraries = _library_folders()
 
     def restore(self) -> None:
+        global _root_in_use
+        _root_in_use = None
         for name, module in list(sys.modules.items()):
             if name in self.modules:
                 continue
@@ -418,6 +434,10 @@ class ModuleGraph:
         for name in _loaded_files.keys() - sys.modules.keys():
             del _loaded_files[name]
         importlib.invalidate_caches()
+
+
+_graph: ModuleGraph | None = None  # the worker's (`ModuleGraph.take`)
+_root_in_use: str | None = None  # the package root the current candidate's modules came from
 
 
 def _library_folders() -> tuple[str, ...]:

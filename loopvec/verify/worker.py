@@ -75,7 +75,7 @@ def main() -> int:
     from .oracle import Attributes, torch_namespaces
     from .types import Verdict
 
-    graph, patched = ModuleGraph(), Attributes(torch_namespaces())  # before any user code
+    graph, patched = ModuleGraph.take(), Attributes(torch_namespaces())  # before any user code
 
     send(replies, ("ready", os.getpid()))
     home = os.getcwd()

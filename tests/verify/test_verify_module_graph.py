@@ -198,3 +198,11 @@ def test_a_patch_does_not_outlive_its_candidate(patched_verdicts, qualname):
     right = patched_verdicts[f"{qualname}: right, after the patches"]
     assert wrong.status == "failed", wrong.message
     assert right.status == "verified", right.message
+
+
+def test_an_original_and_a_rewrite_from_two_folders_each_see_their_own_modules(two_folders):
+    # `loopvec verify a/mod.py::f b/mod.py::f`: the same loop, over two different helpers
+    a, b = two_folders
+    across = Candidate(reference=Impl(str(a), "f"), candidate=Impl(str(b), "f"), key="across")
+    (verdict,) = verify_candidates([across], SETTINGS)
+    assert verdict.status == "failed", verdict.message
