@@ -2,8 +2,9 @@
 
 Returns a frozen `RunResult`; never prints. The CLI passes a `progress` callback.
 Writes are atomic (a temporary file in the same folder, then `os.replace`), keep the
-file's encoding marker, newlines and mode, and happen only for verified rewrites of a
-file that has not changed since it was read.
+file's encoding marker, newlines, mode, owner and group, and happen only for verified
+rewrites of a file that has not changed since it was read: its bytes are checked again,
+under a lock, right before the rename. Read-only files are refused.
 """
 
 from __future__ import annotations
