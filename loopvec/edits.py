@@ -94,16 +94,9 @@ def _with_trailing(stmt: cst.BaseStatement, pragmas: list[str], header: bool) ->
 def _carry(comments: list[tuple[str, bool]], new: list[cst.BaseStatement], host: bool = False,
            ) -> list[cst.BaseStatement]:
     """`new` (the code replacing a statement) with `comments` of the replaced code placed:
-    pragmas trailing its last line, the others on their own lines above it; a comment the
-    new code already holds (a body it keeps) is not repeated. `host`: `new` is the one
-    statement holding a replaced expression, whose own comments are not the moved ones."""
-    present = Counter() if host else Counter(text for stmt in new for text, _ in comments_in(stmt))
-    kept: list[tuple[str, bool]] = []
-    for text, trailing in comments:
-        if present[text] > 0:
-            present[text] -= 1
-            continue
-        kept.append((text, trailing and bool(_PRAGMA.search(text))))
+    pragmas trailing its last line, the others on their own lines above it. `host`: `new`
+    is the statement holding a replaced expression (a pragma may trail its first line)."""
+    kept = [(text, trailing and bool(_PRAGMA.search(text))) for text, trailing in comments]
     pragmas = [text for text, pragma in kept if pragma]
     last = _with_trailing(new[-1], pragmas, header=host) if pragmas else None
     if last is not None:
@@ -113,6 +106,17 @@ def _carry(comments: list[tuple[str, bool]], new: list[cst.BaseStatement], host:
     if own:
         new = [new[0].with_changes(leading_lines=[*new[0].leading_lines, *map(_own_line, own)]), *new[1:]]
     return new
+
+
+def _absent(comments: list[tuple[str, bool]], present: Counter) -> list[tuple[str, bool]]:
+    """`comments` less those `present` counts (each used up once)."""
+    out = []
+    for text, trailing in comments:
+        if present[text] > 0:
+            present[text] -= 1
+        else:
+            out.append((text, trailing))
+    return out
 
 
 def _as_lines(pending: list[cst.EmptyLine | str]) -> list[cst.EmptyLine]:
@@ -152,7 +156,8 @@ class _Applier(cst.CSTTransformer):
         if id(original_node) in self.expr_edits:
             self.applied.add(id(original_node))
             new = cst.parse_expression(self.expr_edits[id(original_node)])
-            comments = comments_in(original_node)
+            # a lifted expression may keep a comment of the one it replaces
+            comments = _absent(comments_in(original_node), Counter(t for t, _ in comments_in(new)))
             if comments:
                 # an expression edit replaces no line: its comments go above its statement
                 self.moved.setdefault(self.statements[-1], []).extend(comments)
@@ -182,6 +187,11 @@ class _Applier(cst.CSTTransformer):
         # the comments of removed statements, for the next one: lines, and pragmas (text)
         # that trail the next statement's replacement when it has one
         pending: list[cst.EmptyLine | str] = []
+        news = {id(orig): _statements(self.stmt_edits[id(orig)]) for orig in original_body
+                if self.stmt_edits.get(id(orig)) is not None}
+        # the comments the new code keeps (a kept body, a lifted expression's), wherever in
+        # the block they came from: not repeated
+        present = Counter(t for new in news.values() for stmt in new for t, _ in comments_in(stmt))
         for orig, upd in zip(original_body, updated_body):
             key = id(orig)
             if key not in self.stmt_edits:
@@ -195,7 +205,7 @@ class _Applier(cst.CSTTransformer):
             self.applied.add(key)
             text = self.stmt_edits[key]
             above = list(getattr(upd, "leading_lines", ()))
-            inner = _inner_comments(orig)
+            inner = _absent(_inner_comments(orig), present)
             if text is None:
                 # keep the comments above and inside a removed statement, for the next one
                 pending += [ln for ln in above if ln.comment is not None]
@@ -204,7 +214,7 @@ class _Applier(cst.CSTTransformer):
             carried = [(t, True) for t in pending if isinstance(t, str)]
             lines = [*(ln for ln in pending if isinstance(ln, cst.EmptyLine)), *above]
             pending = []
-            new = _statements(text)
+            new = news[key]
             new[0] = new[0].with_changes(leading_lines=lines)
             out.extend(_carry([*carried, *inner], new))
         if not out:

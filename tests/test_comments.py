@@ -212,6 +212,15 @@ def test_comments_the_new_code_keeps_are_not_repeated():
     assert new.code == "def f(x):\n    y = x\n    for v in y:  # walk\n        # keep\n        h(v)  # noqa: T201\n"
 
 
+def test_a_comment_a_lifted_expression_keeps_is_not_repeated():
+    before = ("import torch\n\n\ndef f(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:\n    out = []\n"
+              "    for i in range(len(x)):\n        out.append((x[i] * w[i]  # weighted\n"
+              "                    + 1))\n    return torch.stack(out)\n")
+    after = ("import torch\n\n\ndef f(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:\n"
+             "    return (x * w  # weighted\n                + 1)\n")
+    assert _rewrite(before, "elementwise") == after
+
+
 def test_type_ignore_leads_the_trailing_comment():
     # mypy reads `# type: ignore` only at the start of a comment; `# noqa` is found anywhere
     module, body = _body("def f(x):\n    a = g(x)  # noqa: E501\n    return torch.stack(a)  # type: ignore\n")
