@@ -1,6 +1,6 @@
 """loopvec's benchmarks: the figures for the README and for reports.
 
-    python -m benchmarks [--only speedup|scan|verify|profile|real ...] [--json PATH]
+    python -m benchmarks [--only speedup|scan|verify|profile|real|scale-file ...] [--json PATH]
 
 speedup   every fixture rewrite pair (`fixtures/<pattern>/<case>.py` and its
           `.expected.py`): each rewritten function against its loop on scaled-up inputs
@@ -13,6 +13,10 @@ scan      `loopvec scan` over a copy of the installed torch package's sources (a
           run over the unchanged tree from the cache, and `ruff check --select PERF` on the
           same tree when ruff is installed.
 verify    median seconds per candidate, from `benchmarks/verify_cost.py`.
+scale-file  `loopvec scan` (planning only) of one generated module of 0.1, 0.3, 1, 3 and
+          10 MB (a function with a loop it rewrites every ~800 bytes, and filler): seconds,
+          seconds per MB (flat when planning is linear in the file's size) and peak memory;
+          also written to `benchmarks/results/scale_file.json`.
 profile   the overhead of `loopvec profile`'s sampler on a CPU-bound Python loop.
 real      `loopvec apply --dry-run` over installed PyTorch libraries (pinned in
           `benchmarks/real_requirements.txt`, installed when missing), and every rewrite it
@@ -44,7 +48,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("speedup", "scan", "verify", "profile", "real")
+SECTIONS = ("speedup", "scan", "verify", "profile", "real", "scale-file")
 DEFAULT_SECTIONS = ("speedup", "scan", "verify")
 
 
@@ -429,6 +433,145 @@ def real_section(args, tmp: str, code: str) -> dict:
     return section(args, tmp, code)
 
 
+# --------------------------------------------------------------------------- scale-file
+
+
+SCALE_FILE_SIZES = (100_000, 300_000, 1_000_000, 3_000_000, 10_000_000)
+# One unit of a generated module: a function whose loop loopvec rewrites (with a hint
+# comment, so the hint lookup runs), then filler it reads and passes over: a class with
+# a loop no pattern rewrites, and a function with no loop.
+SCALE_UNIT = '''
+
+def scale_{k}(x: torch.Tensor, s: float) -> torch.Tensor:  # loopvec: shapes x=[n]
+    out = torch.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = x[i] * s + {k}
+    return out
+
+
+class Record{k}:
+    """A record with no loop over a tensor: text the prefilter reads and passes over."""
+
+    def __init__(self, name: str, values: dict) -> None:
+        self.name = name
+        self.values = dict(values)
+
+    def total(self) -> float:
+        # a loop over a dict's items: no pattern rewrites it
+        total = 0.0
+        for key, value in self.values.items():
+            total += value
+        return total
+
+    def describe(self) -> str:
+        return f"Record{k}({{self.name!r}}, {{len(self.values)}} values)"
+
+
+def mean_{k}(x: torch.Tensor) -> torch.Tensor:
+    return x.mean() if x.numel() else torch.zeros(())
+'''
+
+
+def scale_file_source(size: int) -> tuple[str, int]:
+    """(a module of at least `size` bytes made of numbered units, at least one, how many
+    units: each holds one loop loopvec rewrites)."""
+    parts = ['"""A generated module: many functions with a loop over a tensor, and filler."""\n\nimport torch\n']
+    total, k = len(parts[0]), 0
+    while total < size or not k:
+        parts.append(SCALE_UNIT.format(k=k))
+        total += len(parts[-1])
+        k += 1
+    return "".join(parts), k
+
+
+def _timed_scan(path: str, cwd: str, env: dict, limit: float) -> dict:
+    """`loopvec scan` of one file (planning only: scan verifies nothing): wall and CPU
+    seconds, peak memory of the process tree, candidates found; stopped at `limit` seconds."""
+    cmd = [sys.executable, "-m", "loopvec.cli", "scan", path, "--no-cache", "--jobs", "1", "--format", "json"]
+    before = os.times()
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    mem = TreeMemory(proc.pid)
+    mem.start()
+    timed_out = False
+    try:
+        out, err = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        os.killpg(proc.pid, 9)
+        out, err = proc.communicate()
+    wall = time.perf_counter() - start
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    mem.done.set()
+    mem.join()
+    candidates = None
+    try:
+        candidates = json.loads(out)["summary"].get("candidate", 0)
+    except (json.JSONDecodeError, KeyError, TypeError):
+        pass
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "peak_bytes": mem.peak, "rc": proc.returncode,
+            "timed_out": timed_out, "candidates": candidates, "stderr": err.decode(errors="replace")[-2000:]}
+
+
+def scale_file_section(args, tmp: str, code: str) -> dict:
+    env = code_env(code)
+    folder = os.path.join(tmp, "scale-file")
+    os.makedirs(folder, exist_ok=True)
+    sizes = [int(mb * 1e6) for mb in args.file_sizes] if args.file_sizes else list(SCALE_FILE_SIZES)
+    # the cost of starting loopvec and loading what planning uses, measured on a file with
+    # one unit, is not the file's
+    small = os.path.join(folder, "one_unit.py")
+    Path(small).write_text(scale_file_source(1)[0], encoding="utf-8")
+    startup = min(_timed_scan(small, folder, env, args.scale_timeout)["cpu_s"] for _ in range(3))
+    # CPU seconds: on a shared machine wall time follows the others' load
+    print(f"scale-file: `loopvec scan` of one generated file per size, CPU seconds (startup {startup:.2f} s, "
+          f"subtracted); at most {args.scale_timeout:g} s of wall time each", flush=True)
+    runs = []
+    for size in sizes:
+        source, units = scale_file_source(size)
+        path = os.path.join(folder, f"generated_{size}.py")
+        Path(path).write_text(source, encoding="utf-8")
+        mb = len(source.encode("utf-8")) / 1e6
+        r = _timed_scan(path, folder, env, args.scale_timeout)
+        net = max(r["cpu_s"] - startup, 0.0)
+        r.update({"size_bytes": len(source.encode("utf-8")), "lines": source.count("\n"), "units": units,
+                  "net_s": round(net, 2), "s_per_mb": None if r["timed_out"] else round(net / mb, 2)})
+        runs.append(r)
+        done = f"{net:.1f} s CPU, {r['wall_s']:.1f} s wall"
+        print(f"  {mb:6.2f} MB: {'timed out' if r['timed_out'] else done}", flush=True)
+        if r["timed_out"]:
+            break  # a larger file takes longer still
+    rows = [[f"{r['size_bytes'] / 1e6:.2f} MB", f"{r['lines']:,}", f"{r['units']:,}",
+             str(r["candidates"]) if r["candidates"] is not None else "-",
+             f">{args.scale_timeout:g} s" if r["timed_out"] else f"{r['net_s']:.1f} s", f"{r['wall_s']:.1f} s",
+             f"{r['s_per_mb']:.1f}" if r["s_per_mb"] is not None else "-",
+             f"{r['peak_bytes'] / 2 ** 20:.0f} MiB", f"{r['peak_bytes'] / r['size_bytes']:.0f}"]
+            for r in runs]
+    lines = table(rows, ["file", "lines", "units", "candidates", "CPU", "wall", "CPU s/MB", "peak mem",
+                         "mem/byte"])
+    per_mb = [r["s_per_mb"] for r in runs if r["s_per_mb"] is not None]
+    spread = round(max(per_mb) / min(per_mb), 2) if len(per_mb) > 1 and min(per_mb) > 0 else None
+    lines.append("")
+    lines.append(f"CPU seconds per MB from the smallest to the largest file: {', '.join(f'{v:.1f}' for v in per_mb)}"
+                 + (f" (largest / smallest: {spread}x)" if spread else ""))
+    missed = [r for r in runs if not r["timed_out"] and r["candidates"] != r["units"]]
+    for r in missed:
+        lines.append(f"  {r['size_bytes'] / 1e6:.2f} MB: {r['candidates']} candidates for {r['units']} loops "
+                     f"(rc {r['rc']}): {r['stderr'].strip()[-300:]}")
+    result = {"startup_s": startup, "runs": runs, "s_per_mb_spread": spread, "lines": lines,
+              "measures": "CPU seconds (user + system) of `loopvec scan FILE --no-cache --jobs 1` less those of a "
+                          "file of one unit (net_s, s_per_mb), its wall seconds, and the peak of the summed PSS "
+                          "of the process tree, sampled every 100 ms"}
+    out = ROOT / "benchmarks" / "results" / "scale_file.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine(), **{k: v for k, v in result.items() if k != "lines"}},
+                              indent=2) + "\n", encoding="utf-8")
+    lines.append(f"wrote {out.relative_to(ROOT)}")
+    return result
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -443,6 +586,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per rewrite at most")
     parser.add_argument("--filter", action="append", help="only fixture cases containing this text")
     parser.add_argument("--lib", action="append", help="real: only this library (repeatable)")
+    parser.add_argument("--file-sizes", type=float, nargs="+", metavar="MB",
+                        help="scale-file: generated file sizes in MB (default 0.1 0.3 1 3 10)")
+    parser.add_argument("--scale-timeout", type=float, default=900.0, help="scale-file: seconds per file at most")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     sections = tuple(dict.fromkeys(args.only or DEFAULT_SECTIONS))
@@ -457,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in sections:
             print(f"== {name}", flush=True)
             started = time.perf_counter()
-            part = globals()[f"{name}_section"](args, tmp, code)
+            part = globals()[f"{name.replace('-', '_')}_section"](args, tmp, code)
             part["section_wall_s"] = round(time.perf_counter() - started, 1)
             for line in part["lines"]:
                 print(line)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -219,11 +220,36 @@ def _is_header(stmt: cst.BaseStatement) -> bool:
         getattr(small.module, "value", "") == "__future__"
 
 
+DIFF_CONTEXT = 3  # lines of context around each change (difflib's and git's default)
+_HUNK = re.compile(r"@@ -(\d+)(\S*) \+(\d+)(\S*) @@")
+
+
 def unified_diff(path: str, old: str, new: str, header: str = "") -> str:
-    lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                 f"a/{path}", f"b/{path}")
-    text = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+    """The diff of two texts, split into lines where the tokenizer splits them (\\n,
+    \\r\\n, \\r): a form feed inside a line does not shift the hunks' line numbers."""
+    return _diff_lines(path, prefilter.split_lines(old), prefilter.split_lines(new), 0, header)
+
+
+def _diff_lines(path: str, old: list[str], new: list[str], offset: int, header: str = "") -> str:
+    """The diff of two runs of lines that start at line `offset + 1` of their files."""
+    out = []
+    for line in difflib.unified_diff(old, new, f"a/{path}", f"b/{path}", n=DIFF_CONTEXT):
+        if offset and line.startswith("@@"):
+            m = _HUNK.match(line)
+            line = f"@@ -{int(m[1]) + offset}{m[2]} +{int(m[3]) + offset}{m[4]} @@\n"
+        out.append(line if line.endswith("\n") else line + "\n")
+    text = "".join(out)
     return (header + text) if text else ""
+
+
+def _plan_diff(path: str, info: ModuleInfo, new_source: str) -> str:
+    """The whole file's diff for one rewrite. A chunk's is computed on the chunk's lines
+    and their context only: diffing the whole file for each candidate made planning a
+    large generated file quadratic in its size."""
+    if not isinstance(info, prefilter.ChunkInfo):
+        return unified_diff(path, info.source, new_source)
+    offset, old, new = info.window(new_source, DIFF_CONTEXT)
+    return _diff_lines(path, old, new, offset)
 
 
 # --------------------------------------------------------------------------- plans
@@ -313,7 +339,7 @@ def _plan_one(path: str, info: ModuleInfo, rw: Rewrite) -> Planned:
         span = changed_lines(function_source(info.module, loop.qualname) or "", fn)
     return Planned(key, path, loop.qualname, loop.line, loop.column, loop.end_line, rw.pattern, rw.message,
                    rw.safety, rw.assumptions, fn, "\n".join(rw.imports),
-                   unified_diff(path, info.source, prefilter.splice(info, new_source)), unverifiable=problem,
+                   _plan_diff(path, info, new_source), unverifiable=problem,
                    span=span)
 
 

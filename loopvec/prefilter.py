@@ -34,6 +34,7 @@ import io
 import re
 import tokenize
 from dataclasses import dataclass
+from typing import Iterator
 
 import libcst as cst
 from libcst.metadata import CodePosition, CodeRange, MetadataWrapper, PositionProvider
@@ -505,17 +506,6 @@ def _ending(line: str) -> str:
 # --------------------------------------------------------------------------- chunk modules
 
 
-class _Text(str):
-    """The file's text; splits its lines once (the loop IR asks for them once per loop)."""
-
-    def splitlines(self, keepends: bool = False) -> list[str]:
-        if keepends:
-            return super().splitlines(True)
-        if "_lines" not in self.__dict__:
-            self.__dict__["_lines"] = super().splitlines()
-        return list(self.__dict__["_lines"])
-
-
 class ChunkInfo(ModuleInfo):
     """A `ModuleInfo` over one chunk. Positions report the file's real lines; `source` is the
     whole file (the IR reads `# loopvec: skip` comments from it by real line number); `imports`
@@ -545,18 +535,25 @@ class ChunkInfo(ModuleInfo):
         k = self.offset
         return CodeRange(CodePosition(r.start.line + k, r.start.column), CodePosition(r.end.line + k, r.end.column))
 
-    def splice(self, chunk_code: str) -> str:
-        """The whole file with this chunk's lines replaced by `chunk_code` (its header dropped)."""
+    def replaced_lines(self, chunk_code: str) -> list[str]:
+        """The lines that take the place of the file's lines `chunk.start`..`chunk.end` when
+        the chunk is rendered as `chunk_code` (its header dropped)."""
         new_lines = split_lines(chunk_code)[len(self.chunk.header):]
         old_last = self.lines[self.chunk.end - 1]
         if new_lines and old_last == old_last.rstrip("\r\n"):  # the file ended without a newline
             new_lines[-1] = new_lines[-1].rstrip("\r\n")
-        return "".join([*self.lines[: self.chunk.start - 1], *new_lines, *self.lines[self.chunk.end:]])
+        return new_lines
 
-
-def splice(info: ModuleInfo, code: str) -> str:
-    """`code` rendered from `info`'s module, as the new text of the whole file."""
-    return info.splice(code) if isinstance(info, ChunkInfo) else code
+    def window(self, chunk_code: str, context: int) -> tuple[int, list[str], list[str]]:
+        """(k, old, new): the file's lines from index k (0-based) through `context` lines
+        past the chunk, before and after the chunk is rendered as `chunk_code`. Outside
+        them the two files are the same, so a diff of these with `context` lines of
+        context is the whole files' diff, at the cost of the chunk's lines (building the
+        whole new file for each candidate made planning quadratic in the file's size)."""
+        start, end = self.chunk.start - 1, self.chunk.end
+        k = max(0, start - context)
+        after = self.lines[end: end + context]
+        return k, self.lines[k:end] + after, self.lines[k:start] + self.replaced_lines(chunk_code) + after
 
 
 class _ChunkLoopFinder(_LoopFinder):
@@ -581,7 +578,8 @@ class _ChunkLoopFinder(_LoopFinder):
 
 
 class ChunkMismatch(Exception):
-    """ast and libcst disagree about a chunk's loops: parse the whole file instead."""
+    """ast and libcst disagree about a chunk's loops, or the chunk would not render as the
+    whole file does: parse the whole file instead."""
 
 
 def find_loops(info: ChunkInfo) -> list[Loop]:
@@ -621,22 +619,33 @@ def _file_format(source: str) -> tuple[str, str]:
 def chunk_infos(path: str, source: str, selection: Selection) -> list[ChunkInfo] | None:
     """One `ChunkInfo` per chunk; None when a chunk would not render exactly as the whole
     file does (another default indent or newline), so the caller parses the whole file."""
+    try:
+        return list(iter_chunk_infos(path, source, selection))
+    except ChunkMismatch:
+        return None
+
+
+def iter_chunk_infos(path: str, source: str, selection: Selection) -> Iterator[ChunkInfo]:
+    """`chunk_infos` one at a time, each chunk parsed when it is asked for, so a chunk's
+    tree can be dropped once it is planned (a large file's trees do not fit in memory
+    together). Raises ChunkMismatch at a chunk that would not render exactly as the whole
+    file does."""
     lines = split_lines(source)
     imports = dict(selection.import_map)
     indent, newline = _file_format(source)
-    text = _Text(source)
-    out = []
     for chunk in selection.chunks:
-        module = cst.parse_module(chunk_source(lines, chunk))
+        try:
+            module = cst.parse_module(chunk_source(lines, chunk))
+        except (cst.ParserSyntaxError, RecursionError):
+            raise ChunkMismatch from None  # the whole-file parse reports it
         if module.default_indent != indent or module.default_newline != newline:
-            return None
-        info = ChunkInfo(path, text, module, {}, dict(imports))
+            raise ChunkMismatch
+        info = ChunkInfo(path, source, module, {}, dict(imports))
         info.offset = chunk.start - 1 - len(chunk.header)
         info.chunk = chunk
         info.lines = lines
         info.names = selection.names
-        out.append(info)
-    return out
+        yield info
 
 
 def plan_chunks(path: str, source: str, pattern_names: tuple[str, ...] = (), whole: bool = False):
@@ -678,22 +687,15 @@ def _plan_selection(path: str, source: str, selection: Selection, pattern_names:
     lines = source.count("\n") + 1
     if not selection.chunks:
         return engine.FilePlan(path, source, (), (), selection.loops, lines)
-    try:
-        infos = chunk_infos(path, source, selection)
-    except (cst.ParserSyntaxError, RecursionError):
-        return None  # the whole-file parse reports it
-    if infos is None:
-        return None
     patterns = codemods.select(pattern_names)
     planned = []
-    for info in infos:
-        try:
-            loops = find_loops(info)
-        except ChunkMismatch:
-            return None
-        _, rewrites, _ = engine.match_loops(info, patterns, loops)
-        for rw in rewrites:
-            if rw.imports:
-                return None  # an added import goes to the file's head, outside the chunk
-            planned.append(engine.plan_rewrite(path, info, patterns, rw))
+    try:
+        for info in iter_chunk_infos(path, source, selection):
+            _, rewrites, _ = engine.match_loops(info, patterns, find_loops(info))
+            for rw in rewrites:
+                if rw.imports:
+                    return None  # an added import goes to the file's head, outside the chunk
+                planned.append(engine.plan_rewrite(path, info, patterns, rw))
+    except ChunkMismatch:
+        return None
     return engine.FilePlan(path, source, tuple(planned), (), selection.loops, lines)

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from loopvec.verify.source import has_hint_comments, hint_comments
 from loopvec.verify.specs import ListSpec, ScalarSpec, Spec, SpecError, TensorSpec, TupleSpec, parse_annotation, \
-    parse_hint_comment, parse_spec
+    parse_spec
 
 from ..dtypes import CAST_METHODS, FLOATING_DTYPES, KEEP_FUNCTIONS, TORCH_DTYPES
 from .module import (ModuleInfo, bound_names, code, contains, dotted, names_in, number_value, parameters,
@@ -98,7 +99,7 @@ def _shape_string(annotation: str) -> list[str] | None:
 def hint_comment(info: ModuleInfo, function: cst.FunctionDef) -> dict[str, str]:
     """`# loopvec: shapes ...` on the def line or any line of a multi-line signature, as
     the verifier reads it: name -> spec text."""
-    if "loopvec" not in info.source:
+    if not has_hint_comments(info.source):
         return {}  # no hint anywhere in the file: no need for positions
     try:
         first = info.position(function.name).start.line
@@ -108,10 +109,7 @@ def hint_comment(info: ModuleInfo, function: cst.FunctionDef) -> dict[str, str]:
             last = max(first, info.position(body.body[0]).start.line - 1)
     except KeyError:
         return {}  # a node outside the parsed module has no position
-    out: dict[str, str] = {}
-    for line in info.source.splitlines()[first - 1:last]:
-        out.update(parse_hint_comment(line))
-    return out
+    return hint_comments(info.source, first, last)  # indexed once per file
 
 
 _SEQUENCE_HEADS = {"list", "List", "tuple", "Tuple", "Sequence"}  # len() and torch.tensor() work

@@ -20,6 +20,7 @@ from .domain import Domain, DomainError, build_domain, _length_of
 from .facts import sequence_problem
 from .module import ModuleInfo, code, contains, dotted, names_in, target_names
 from . import traverse
+from ..verify.source import file_lines
 
 COLLECTORS = {"torch.stack": "stack", "torch.tensor": "tensor", "torch.cat": "cat", "torch.concat": "cat"}
 
@@ -530,7 +531,7 @@ def _lengths_in(body: tuple, info: ModuleInfo) -> dict[str, str]:
 
 
 def _has_skip(info: ModuleInfo, line: int) -> bool:
-    lines = info.source.splitlines()
+    lines = file_lines(info.source)  # split once per file, where the tokenizer splits
     here = lines[line - 1] if 0 < line <= len(lines) else ""
     above = lines[line - 2].strip() if line >= 2 else ""
     return "loopvec: skip" in here or above.startswith("#") and "loopvec: skip" in above

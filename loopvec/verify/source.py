@@ -13,6 +13,7 @@ import ast
 import re
 import textwrap
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .plan import Param
 from .specs import parse_hint_comment
@@ -24,6 +25,38 @@ _NEWLINE = re.compile(r"\r\n|\r|\n")
 def source_lines(text: str) -> tuple[str, ...]:
     """`text` split into the lines `ast` numbers."""
     return tuple(_NEWLINE.split(text))
+
+
+# The planner asks for the lines of one file once per loop and once per function: split
+# and search it once (a str caches its hash, so a repeated lookup costs nothing).
+@lru_cache(maxsize=8)
+def file_lines(text: str) -> tuple[str, ...]:
+    """`source_lines(text)`, computed once per text."""
+    return source_lines(text)
+
+
+@lru_cache(maxsize=8)
+def _hint_table(text: str) -> dict[int, dict[str, str]]:
+    if "loopvec" not in text:
+        return {}
+    return {k: hints for k, line in enumerate(file_lines(text), 1)
+            if "loopvec" in line and (hints := parse_hint_comment(line))}
+
+
+def has_hint_comments(text: str) -> bool:
+    """Whether any line of `text` holds a `# loopvec: shapes ...` hint (one search per text)."""
+    return bool(_hint_table(text))
+
+
+def hint_comments(text: str, first: int, last: int) -> dict[str, str]:
+    """The `# loopvec: shapes ...` hints on lines `first`..`last` (1-based) of `text`, later
+    lines winning: at the cost of those lines, however long the file."""
+    table = _hint_table(text)
+    out: dict[str, str] = {}
+    if table:
+        for k in range(first, last + 1):
+            out.update(table.get(k, ()))
+    return out
 
 
 @dataclass(frozen=True)
