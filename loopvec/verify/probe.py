@@ -118,7 +118,9 @@ def count_loop(fn: ast.FunctionDef | ast.AsyncFunctionDef, line: int, column: in
     so a loop is matched by line first and by column only among several on one line.
     """
     fn = copy.deepcopy(fn)
-    loops = [n for n in ast.walk(fn) if isinstance(n, (ast.For, ast.AsyncFor, *_COMPREHENSIONS))]
+    # an `async for` needs an async iterator: the counter is a plain generator, so such a
+    # loop is not found, and the candidate is unverifiable rather than probed wrongly
+    loops = [n for n in ast.walk(fn) if isinstance(n, (ast.For, *_COMPREHENSIONS))]
     found = [n for n in loops if n.lineno == line]
     if not found:
         # A comprehension fed to `torch.stack(...)` is placed at the call, which may
@@ -129,7 +131,7 @@ def count_loop(fn: ast.FunctionDef | ast.AsyncFunctionDef, line: int, column: in
         raise ProbeError(f"no loop at line {line}")
     exact = [n for n in found if n.col_offset == column - 1]
     node = (exact or sorted(found, key=lambda n: n.col_offset))[0]
-    if isinstance(node, (ast.For, ast.AsyncFor)):
+    if isinstance(node, ast.For):
         node.iter = _call("count", [node.iter], node.iter)
     else:
         gen = node.generators[0]
