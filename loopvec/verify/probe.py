@@ -135,6 +135,8 @@ def count_loop(fn: ast.FunctionDef | ast.AsyncFunctionDef, line: int, column: in
         node.iter = _call("count", [node.iter], node.iter)
     else:
         gen = node.generators[0]
+        if gen.is_async:
+            raise ProbeError(f"an async comprehension at line {line}")
         gen.iter = _call("count", [gen.iter], gen.iter)
     return fn
 
