@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 import pickle
 import select
+import shutil
 import statistics
 import subprocess
 import sys
@@ -48,6 +49,7 @@ from .verify.types import Impl
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 STARTUP_S = 120.0  # importing torch on a busy machine
+WORKER_CPU_S = 7200  # CPU seconds over the worker's life (each request has its own wall-clock limit)
 # `--min-speedup`'s default: a rewrite must be measurably faster, not merely no slower
 DEFAULT_MIN_SPEEDUP = 1.1
 MIN_ROUNDS = 6  # paired rounds: with 6, the 90% interval is [min, max] of the ratios
@@ -288,14 +290,17 @@ def seconds(s: float | None) -> str:
 # --------------------------------------------------------------------------- parent side
 
 
-def bench(requests: Sequence[BenchRequest], timeout_s: float = 60.0) -> list[Timing]:
-    """One Timing per request, in order. Never raises for problems in user code."""
+def bench(requests: Sequence[BenchRequest], timeout_s: float = 60.0, memory_mb: int = 4096) -> list[Timing]:
+    """One Timing per request, in order. Never raises for problems in user code.
+
+    The worker runs in the verifier's sandbox (`verify.confine`), with `memory_mb` as its
+    memory limit."""
     out: list[Timing] = []
     worker: _Worker | None = None
     try:
         for req in requests:
             if worker is None:
-                worker = _Worker()
+                worker = _Worker(memory_mb)
             try:
                 out.append(worker.ask(req, timeout_s))
             except _Gone as exc:
@@ -313,15 +318,21 @@ class _Gone(Exception):
 
 
 class _Worker:
-    def __init__(self) -> None:
+    def __init__(self, memory_mb: int) -> None:
+        from .verify import confine
         from .verify.worker import HEADER
 
         self.header = HEADER
-        env = dict(os.environ)
+        self.memory_mb = memory_mb
+        # its cwd, HOME and TMPDIR, the only folder it may write to
+        self.folder = tempfile.mkdtemp(prefix="loopvec-bench-")
+        env = confine.worker_env(dict(os.environ), self.folder, confine.Limits(memory_mb, WORKER_CPU_S))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         self.log = tempfile.TemporaryFile()
+        # its own process group, killed whole at the end (`kill_group`)
         self.proc = subprocess.Popen([sys.executable, "-m", "loopvec.bench"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.log, env=env, start_new_session=True)
+                                     stdout=subprocess.PIPE, stderr=self.log, env=env, cwd=self.folder,
+                                     start_new_session=True)
         self.buffer = b""
         self.ready = False
 
@@ -356,6 +367,8 @@ class _Worker:
                     self.proc.wait()
                     raise _Gone(self._why("the benchmark worker crashed"))
                 self.buffer += chunk
+            elif _resident_bytes(self.proc.pid) > self.memory_mb << 20:
+                raise _Gone(f"memory limit exceeded ({self.memory_mb} MiB)")
 
     def _why(self, what: str) -> str:
         try:
@@ -365,22 +378,28 @@ class _Worker:
             lines = []
         return f"{what}: {lines[-1][:200]}" if lines else what
 
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, 9)
-            except (ProcessLookupError, PermissionError):
-                self.proc.kill()
-        self.proc.wait()
+    def kill(self, grace_s: float = 0.0) -> None:
+        """Kill the worker and every process left in its group (a child user code forked)."""
+        from .verify.sandbox import kill_group
+
+        kill_group(self.proc, grace_s)
         self.log.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def close(self) -> None:
         try:
             self.proc.stdin.close()
-            self.proc.wait(timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
+        except OSError:
             pass
-        self.kill()
+        self.kill(grace_s=5.0)
+
+
+def _resident_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):  # not Linux, or the process is gone
+        return 0
 
 
 # --------------------------------------------------------------------------- worker side
@@ -400,6 +419,9 @@ def main() -> int:
     from .verify.worker import receive, send
 
     requests, replies = _private_pipes()
+    from .verify.confine import confine
+
+    sandboxed = confine()  # before torch starts threads, and before any user code
     import torch  # noqa: F401  (paid once, before the first request is timed)
 
     from .verify.loading import ModuleGraph
@@ -409,7 +431,7 @@ def main() -> int:
     # what one request's module loaded or patched is undone after it (as in verify.worker)
     graph, patched = ModuleGraph.take(), Attributes(torch_namespaces())
 
-    send(replies, ("ready", os.getpid()))
+    send(replies, ("ready", os.getpid(), sandboxed))
     home = os.getcwd()
     while True:
         req = receive(requests)

@@ -23,7 +23,7 @@ from typer.exceptions import TyperException
 from . import __version__
 from .config import Config, ConfigError, load
 from .bench import DEFAULT_MIN_SPEEDUP
-from .runner import RunOptions, RunResult, apply as run_apply, scan as run_scan
+from .runner import NOT_RUN, RunOptions, RunResult, apply as run_apply, scan as run_scan
 from .verify.types import VerifySettings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -169,6 +169,8 @@ PathsArg = typer.Argument(..., help="Files or folders (searched recursively).")
 PatternOpt = typer.Option(None, "--pattern", "-p", help="Only this pattern (repeatable). See `loopvec patterns`.")
 JobsOpt = typer.Option(None, "--jobs", "-j", min=1, help="Worker processes (files are analysed in parallel).")
 FormatOpt = typer.Option(Format.text, "--format", help="text or json.")
+NoExecOpt = typer.Option(False, "--no-exec", help="Run no user code: nothing is verified, so nothing is written "
+                                                  "(each candidate is reported unverifiable).")
 DeclinedOpt = typer.Option(False, "--show-declined", help="Also list loops no pattern rewrites, with the reason.")
 NoCacheOpt = typer.Option(False, "--no-cache", help="Ignore and do not update .loopvec_cache/ (plans and verdicts "
                                                      "of earlier runs over unchanged files).")
@@ -259,6 +261,7 @@ def apply(
     commit: bool = typer.Option(False, "--commit", help="In a git repository, commit the rewrites: one commit per "
                                                         "pattern. Refuses when a file it would change has "
                                                         "uncommitted edits."),
+    no_exec: bool = NoExecOpt,
 ) -> None:
     """Rewrite loops whose vectorized form the verifier proves equal on generated inputs."""
     cfg = _config(paths, fmt)
@@ -281,7 +284,7 @@ def apply(
                        max_examples=max_examples, timeout=timeout,
                        device=device.value if device else None, grad=grad, cache=not no_cache,
                        min_speedup=gate or None, max_memory=memory_limit,
-                       before_write=committer.check_clean if committer else None)
+                       before_write=committer.check_clean if committer else None, no_exec=no_exec)
     with _interruptible(), _progress(fmt is Format.text) as progress:
         try:
             result = run_apply(options, progress)
@@ -305,9 +308,10 @@ def verify(
     timeout: Optional[float] = typer.Option(None, "--timeout", min=0.1),
     device: Optional[Device] = typer.Option(None, "--device"),
     grad: bool = typer.Option(False, "--grad"),
+    no_exec: bool = NoExecOpt,
 ) -> None:
     """Check that two implementations agree on generated inputs (e.g. a loop and your hand-vectorized version)."""
-    from .verify import Candidate, Impl, verify_candidates
+    from .verify import Candidate, Impl, Verdict, verify_candidates
 
     if len(targets) != 2:
         _err("loopvec: error: give exactly two targets, like loop.py::f fast.py::f")
@@ -329,7 +333,10 @@ def verify(
 
     # what `loopvec record` saw of the first function, if it was recorded
     hints, observed = observed_inputs(cache_dir(cfg.root), impls[0].path, impls[0].qualname)
-    verdict = verify_candidates([Candidate(impls[0], impls[1], hints, key="cli", observed=observed)], settings)[0]
+    if no_exec:  # both functions are user code: run neither
+        verdict = Verdict("unverifiable", NOT_RUN, key="cli")
+    else:
+        verdict = verify_candidates([Candidate(impls[0], impls[1], hints, key="cli", observed=observed)], settings)[0]
     typer.echo(f"{targets[0]} vs {targets[1]}: {verdict.status}: {verdict.message}")
     if verdict.counterexample:
         typer.echo(verdict.counterexample)

@@ -39,6 +39,9 @@ class Finding:
     reached: int | None = None
     iterations: int | None = None
     key: str = field(default="", compare=False)
+    # what confined the user code the verifier ran for it (`verify.confine`): "landlock, no
+    # network", "limits only (...)"; "" where none ran (scan, --no-exec, a candidate not verified)
+    sandboxed: str = ""
 
     def to_json(self) -> dict:
         data = asdict(self)

@@ -60,6 +60,7 @@ class RunOptions:
     only: frozenset[str] | None = None  # verify and write only these candidate keys (`loopvec profile`)
     # called with the files about to be written, before the first write; it may raise to stop
     before_write: Callable[[tuple[str, ...]], None] | None = field(default=None, compare=False)
+    no_exec: bool = False  # run no user code: every candidate is unverifiable, nothing is written
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,9 @@ def _observed(path: str, qualname: str, options: RunOptions) -> tuple[tuple[tupl
     return observed_inputs(cache.cache_dir(options.root), path, qualname)
 
 
+NOT_RUN = "not run: --no-exec"
+
+
 def _verify(cands: list[Candidate], settings: VerifySettings, cached: cache.Verdicts | None = None,
             ) -> dict[str, Verdict]:
     known = {c.key: v for c in cands if cached and (v := cached.get(c)) is not None}
@@ -324,7 +328,7 @@ def _speed_gate(kept: list[Planned], options: RunOptions, progress: Progress | N
                                      memory=options.max_memory is not None))
     if progress:
         progress("speed", 0, len(requests))
-    timings = bench(requests, timeout_s=max(options.verify.timeout_s, 30.0))
+    timings = bench(requests, timeout_s=max(options.verify.timeout_s, 30.0), memory_mb=options.verify.memory_mb)
     if progress:
         progress("speed", len(requests), len(requests))
     return {t.key: t for t in timings}
@@ -410,7 +414,10 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
         progress("verify", 0, len(cands))
     cached = cache.Verdicts(cache.cache_dir(options.root), cache.tree_hash((fp.path, fp.source) for fp in plans),
                             options.verify) if options.cache else None
-    verdicts = _verify(cands, options.verify, cached)
+    if options.no_exec:  # the verifier would run the user's functions: prove nothing, write nothing
+        verdicts = {c.key: Verdict("unverifiable", NOT_RUN, key=c.key) for c in cands}
+    else:
+        verdicts = _verify(cands, options.verify, cached)
     if progress:
         progress("verify", len(cands), len(cands))
     plans = _fall_back(plans, verdicts, options, cached)
@@ -551,6 +558,7 @@ def apply(options: RunOptions, progress: Progress | None = None) -> RunResult:
                 reached=verdict.reached if verdict is not None else None,
                 iterations=verdict.iterations if verdict is not None else None,
                 key=p.key,
+                sandboxed=verdict.sandboxed if verdict is not None else "",
             ))
         findings += list(fp.declined)
         findings.sort(key=lambda f: (f.line, f.column))

@@ -245,7 +245,7 @@ def test_a_search_loop_that_returns_on_its_first_item_has_run(module):
 def test_apply_leaves_a_rewrite_whose_loop_the_gate_could_not_run(module, monkeypatch):
     import loopvec.runner as R
 
-    def unreached(requests, timeout_s):
+    def unreached(requests, timeout_s, memory_mb=4096):
         return [Timing(r.key, "unreached", "the loop did not run on the scaled-up inputs (x=[8])") for r in requests]
 
     monkeypatch.setattr(R, "bench", unreached)

@@ -52,6 +52,21 @@ class _Mismatch(Exception):
     pass
 
 
+class _OutOfMemory(BaseException):
+    """A side could not allocate under the worker's memory limit (`confine`'s RLIMIT_DATA)."""
+
+    def __init__(self, side: str, error: BaseException) -> None:
+        super().__init__(side, error)
+        self.side = side
+        self.error = error
+
+
+def _out_of_memory(error: BaseException | None) -> bool:
+    # torch's CPU allocator reports a refused allocation as a RuntimeError
+    return isinstance(error, MemoryError) or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
+
+
 @dataclass
 class _Search:
     valid: int = 0
@@ -88,6 +103,9 @@ def check(cand: Candidate, settings: VerifySettings) -> Verdict:
     except (UserExit, ImportExit) as e:
         where = f" in the {e.side}" if isinstance(e, UserExit) else " while importing"
         verdict = Verdict("failed", f"worker crashed: user code called sys.exit({e.code!r}){where}")
+    except _OutOfMemory as e:
+        verdict = Verdict("failed", f"memory limit exceeded ({settings.memory_mb} MiB) in the {e.side}: "
+                                    f"{describe_error(e.error)}")
     timings.append(("total", round(time.perf_counter() - started, 4)))
     return replace(verdict, key=cand.key, timings=tuple(timings))
 
@@ -290,6 +308,8 @@ def _search(
                     r = run(ref_call, bound.args, bound.kwargs, settings.seed, "original")
             else:
                 r = run(ref_call, bound.args, bound.kwargs, settings.seed, "original")
+            if _out_of_memory(r.error):
+                raise _OutOfMemory("original", r.error)
             if r.error is not None:
                 if state.failure is None:  # shrinking probes do not count as examples
                     state.rejected += 1
@@ -301,6 +321,8 @@ def _search(
                         raise _GiveUp
                 reject()
             c = run(new_call, bound.args, bound.kwargs, settings.seed, "rewrite")
+            if _out_of_memory(c.error):
+                raise _OutOfMemory("rewrite", c.error)
             if state.probed and reach is None:  # the first device's run says what ran
                 iterations = ref.probe.iterations
                 if iterations == 1 and ref.probe.stopped_early:

@@ -23,11 +23,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import confine
 from .types import Candidate, Verdict, VerifySettings
 from .worker import HEADER, send
 
 STARTUP_TIMEOUT_S = 120.0  # importing torch on a cold, busy machine
+# a worker's CPU seconds over its whole life (each candidate has its wall-clock limit; this
+# one also binds a child that left the worker's process group)
+WORKER_CPU_S = 7200
 _POLL_S = 0.05
+_GROUP_EXIT_S = 2.0  # how long `kill_group` waits for a killed group to be gone
 # every worker started and not yet collected: what a Ctrl-C or SIGTERM must stop (`_stop`)
 _STARTED: weakref.WeakSet = weakref.WeakSet()
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -48,12 +53,14 @@ class Worker:
         self.memory_bytes = memory_mb * 1024 * 1024
         fd, self.log_path = tempfile.mkstemp(prefix="worker-", suffix=".log", dir=log_dir)
         os.close(fd)
-        env = dict(os.environ)
+        # its cwd, HOME and TMPDIR, the only folder it may write to (`confine`)
+        folder = confine.make_folder(log_dir)
+        env = confine.worker_env(dict(os.environ), folder, confine.Limits(memory_mb, WORKER_CPU_S))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         env.setdefault("OMP_NUM_THREADS", "1")
         # hypothesis caches what it reads off the user's modules (and would keep examples)
-        # under ./.hypothesis, whatever the settings' database: keep it in the batch's folder
-        env.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(log_dir, "hypothesis"))
+        # under ./.hypothesis, whatever the settings' database: keep it in the worker's folder
+        env["HYPOTHESIS_STORAGE_DIRECTORY"] = os.path.join(folder, "hypothesis")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "loopvec.verify.worker"],
@@ -61,17 +68,20 @@ class Worker:
                 stdout=subprocess.PIPE,
                 stderr=log,
                 env=env,
-                start_new_session=True,
+                cwd=folder,
+                start_new_session=True,  # its own process group, killed whole at the end
             )
         _STARTED.add(self)
         self.buffer = b""
         self.ready = False
+        self.sandboxed = ""  # what the worker's confinement achieved, from its "ready" message
 
     # ------------------------------------------------------------------ protocol
 
     def wait_ready(self, timeout_s: float) -> None:
         if not self.ready:
-            self._read(time.monotonic() + timeout_s)
+            message = self._read(time.monotonic() + timeout_s)
+            self.sandboxed = message[2] if len(message) > 2 else ""
             self.ready = True
 
     def check(self, cand: Candidate, settings: VerifySettings) -> Verdict:
@@ -81,7 +91,7 @@ class Worker:
         except (BrokenPipeError, OSError):
             raise WorkerCrashed(self.crash_reason()) from None
         _, verdict = self._read(time.monotonic() + settings.timeout_s)
-        return verdict
+        return replace(verdict, sandboxed=self.sandboxed)
 
     def _read(self, deadline: float) -> Any:
         """The next message; raises WorkerTimedOut or WorkerCrashed."""
@@ -138,24 +148,17 @@ class Worker:
         return f"{how}: {last}" if last else how
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                self.proc.kill()
-        self.proc.wait()
+        """Kill the worker and every process left in its group (a child user code forked)."""
+        kill_group(self.proc)
         self._close_pipes()
 
     def close(self) -> None:
-        """Let the worker finish on end of input; kill it if it does not."""
+        """Let the worker finish on end of input, then kill what is left of its group."""
         try:
             self.proc.stdin.close()
         except OSError:
             pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        kill_group(self.proc, grace_s=5.0)
         self._close_pipes()
 
     def _close_pipes(self) -> None:
@@ -164,6 +167,67 @@ class Worker:
                 stream.close()
             except OSError:
                 pass
+
+
+def kill_group(proc: subprocess.Popen, grace_s: float = 0.0) -> None:
+    """Kill `proc`'s whole process group (it leads one: `start_new_session`), and reap it.
+
+    `proc` may first exit by itself for up to `grace_s`; it is reaped only after the group
+    is killed. The group's id stays taken while the zombie or any member lives, so the kill
+    cannot reach an unrelated process that took that number.
+    """
+    deadline = time.monotonic() + grace_s
+    while proc.returncode is None:
+        if not hasattr(os, "waitid"):  # macOS: reap it, then kill what is left of the group
+            try:
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+            break
+        try:
+            done = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # already reaped
+            break
+        if done is not None or time.monotonic() >= deadline:
+            break
+        time.sleep(_POLL_S)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # also when the leader is gone: its children are not
+    except ProcessLookupError:  # nothing left in the group
+        pass
+    except PermissionError:
+        if proc.returncode is None:
+            proc.kill()
+    proc.wait()
+    # SIGKILL takes a moment to end them all: return when none runs any more, so that
+    # nothing of the group is left when the batch is over (orphans then wait, dead, for
+    # init to reap them, which can take a second or two)
+    deadline = time.monotonic() + _GROUP_EXIT_S
+    while _group_running(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _group_running(pgid: int) -> bool:
+    """Whether a process of group `pgid` is alive (not a zombie waiting to be reaped)."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # no /proc (not Linux): the group still has members, zombies or not
+        return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()  # after the command name
+        except OSError:  # ended meanwhile
+            continue
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
 
 
 def _absolute(cand: Candidate) -> Candidate:
@@ -273,8 +337,8 @@ def _run_one(
         return Verdict(
             "failed",
             f"timed out after {settings.timeout_s:g} s (the original or the rewrite did not return)",
-            key=cand.key,
+            key=cand.key, sandboxed=worker.sandboxed,
         ), None
     except WorkerCrashed as e:
         worker.kill()
-        return Verdict("failed", f"worker crashed: {e}", key=cand.key), None
+        return Verdict("failed", f"worker crashed: {e}", key=cand.key, sandboxed=worker.sandboxed), None

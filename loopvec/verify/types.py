@@ -101,6 +101,9 @@ class Verdict:
     # (`verify.kinds`) the rewrite raises or differs: "`xs` is a tensor (on a list of ...)".
     # The proof holds only under that assumption; `counterexample` shows such an input.
     kind_assumption: str | None = None
+    # what confined the worker that ran the candidate (`verify.confine`): "landlock, no
+    # network", "limits only (...)", ...; "" where nothing ran
+    sandboxed: str = ""
 
     @property
     def ok(self) -> bool:

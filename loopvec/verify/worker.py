@@ -64,6 +64,9 @@ def _private_pipes() -> tuple[BinaryIO, BinaryIO]:
 
 def main() -> int:
     requests, replies = _private_pipes()
+    from .confine import confine
+
+    sandboxed = confine()  # before torch starts threads, and before any user code
     faulthandler.enable()  # a segfault leaves its traceback in the stderr log
     import torch
 
@@ -77,7 +80,7 @@ def main() -> int:
 
     graph, patched = ModuleGraph.take(), Attributes(torch_namespaces())  # before any user code
 
-    send(replies, ("ready", os.getpid()))
+    send(replies, ("ready", os.getpid(), sandboxed))
     home = os.getcwd()
     while True:
         message = receive(requests)
