@@ -356,3 +356,46 @@ def test_the_json_finding_says_whether_its_candidate_ran_sandboxed(tmp_path):
     assert finding.status == "verified", finding.message
     data = json.loads(json.dumps(finding.to_json()))
     assert data["sandboxed"].startswith(confine.FS_LANDLOCK if LANDLOCK else confine.FS_OPEN)
+
+
+def test_apply_no_exec_on_the_command_line_reports_every_candidate_not_run(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from loopvec.cli import app
+
+    ran = tmp_path / "imported.txt"
+    target = tmp_path / "loop.py"
+    source = textwrap.dedent(f"""\
+        import torch
+
+        open({str(ran)!r}, "w").write("imported")
+
+
+        def add_one(x: torch.Tensor):
+            out = torch.zeros_like(x)
+            for i in range(len(x)):
+                out[i] = x[i] + 1
+            return out
+        """)
+    target.write_text(source)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["apply", "--no-exec", "--format", "json", "loop.py"])
+    report = json.loads(result.stdout)
+    assert [(f["status"], f["message"], f["sandboxed"]) for f in report["findings"]] == [
+        ("unverifiable", "not run: --no-exec", "")]
+    assert target.read_text() == source and not ran.exists()
+
+
+def test_verify_no_exec_runs_neither_function(tmp_path):
+    from typer.testing import CliRunner
+
+    from loopvec.cli import app
+
+    ran = tmp_path / "imported.txt"
+    path = tmp_path / "pair.py"
+    path.write_text(f"open({str(ran)!r}, 'w').write('imported')\n\n\n"
+                    "def f(x):\n    return x\n\n\ndef g(x):\n    return x\n")
+    result = CliRunner().invoke(app, ["verify", "--no-exec", f"{path}::f", f"{path}::g"])
+    assert result.exit_code == 2
+    assert "unverifiable: not run: --no-exec" in result.stdout
+    assert not ran.exists()
