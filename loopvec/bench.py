@@ -325,7 +325,7 @@ class _Worker:
         self.header = HEADER
         self.memory_mb = memory_mb
         # its cwd, HOME and TMPDIR, the only folder it may write to
-        self.folder = tempfile.mkdtemp(prefix="loopvec-bench-")
+        self.folder = tempfile.mkdtemp(prefix="loopvec-gate-")
         env = confine.worker_env(dict(os.environ), self.folder, confine.Limits(memory_mb, WORKER_CPU_S))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         self.log = tempfile.TemporaryFile()
