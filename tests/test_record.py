@@ -230,9 +230,12 @@ def test_recording_the_projects_tests_makes_its_methods_verifiable(tmp_path, mon
     monkeypatch.chdir(project)
 
     before = _apply(project)
-    assert "Scaler() needs arguments (factors)" in before["samplepkg/scaling.py"]
-    assert before["samplepkg/scaling.py"].endswith("(unverifiable)")
-    assert before["samplepkg/rows.py"].endswith("(unverifiable)")
+    # without a recording the method runs on test doubles, and nothing says self.factors
+    # is never a list, on which `x * self.factors` raises where the loop returned
+    assert "Scaler.__init__ not called: on instances holding generated self.factors" in before["samplepkg/scaling.py"]
+    assert "on a list of numbers the rewrite raises" in before["samplepkg/scaling.py"]
+    assert before["samplepkg/scaling.py"].endswith("(failed-verification)")
+    assert before["samplepkg/rows.py"].endswith("(failed-verification)")
 
     result = runner.invoke(app, ["record", ".", "--", sys.executable, "-m", "pytest", "-q", "-p", "no:randomly",
                                  "tests"])

@@ -27,7 +27,8 @@ from loopvec.observed import SELF, Replay, replay
 from .reach import guard_needs, past_guards
 from .inputs import OMIT, arguments, can_mix, to_device
 from .kinds import check_kinds
-from .loading import ImportExit, LoadError, Loaded, load
+from .double import drawn_attributes
+from .loading import ImportExit, LoadError, Loaded, as_double, load
 from .oracle import Difference, UserExit, describe_error, grad_difference, judge, run, seed_everything
 from .plan import Param, Plan, build_plan
 from .report import counterexample
@@ -127,9 +128,11 @@ def _check(cand: Candidate, settings: VerifySettings, started: float, timings: l
     ref = load(cand.reference, bare=observed is not None)
     new = load(cand.candidate, bare=observed is not None)
     timings.append(("load", round(time.perf_counter() - started, 4)))
-    plan = _plan(ref, new, cand)
     if ref.owner is not None and not ref.definition.static and observed is None:
-        _try_instance(ref)
+        if ref.double or new.double or not _try_instance(ref):
+            as_double(ref)  # no instance from the constructor: both sides get equal test doubles
+            as_double(new)
+    plan = _plan(ref, new, cand)
     # the other kinds of call the recording saw get examples too
     others = [_plan(ref, new, replace(cand, hints=cand.hints + other)) for other in observed.others] if observed else []
     search = _search(ref, new, plan, settings, devices, started, observed, others)
@@ -141,6 +144,10 @@ def _check(cand: Candidate, settings: VerifySettings, started: float, timings: l
     verdict = check_kinds(verdict, ref, new, plan, settings, started)
     if observed is not None:
         verdict = replace(verdict, observed=True, message=f"{verdict.message}; on observed inputs ({observed.note})")
+    if ref.double:
+        drawn = [name for name, _ in plan.args if name.startswith(SELF)]
+        verdict = replace(verdict, message=f"{verdict.message}; {ref.owner.__name__}.__init__ not called: "
+                                           f"on instances holding generated {', '.join(drawn) or 'no attributes'}")
     return verdict
 
 
@@ -247,19 +254,23 @@ def _plan(ref: Loaded, new: Loaded, cand: Candidate) -> Plan:
     facts = usage_facts(ref.definition.node, skip_first=ref.definition.skips_first)
     # a method's observed attributes are drawn as arguments are (`self.factors=[n]` shares n)
     attrs = [Param(name) for name in hints if name.startswith(SELF) and ref.owner is not None]
+    if ref.double:  # a test double's attributes are drawn as arguments are
+        node, attrs, hints = drawn_attributes(ref.owner, ref.definition.node, new.definition.node, hints)
+        facts = usage_facts(node, skip_first=True)
     return build_plan(ref.definition.params() + attrs, facts, hints)
 
 
-def _try_instance(ref: Loaded) -> None:
+def _try_instance(ref: Loaded) -> bool:
+    """Whether the class builds with its defaults (a constructor that opens a missing file
+    does not: the method then runs on test doubles)."""
     seed_everything(0)
     try:
         ref.make_instance("cpu")
     except SystemExit as e:
         raise UserExit(e.code, "constructor") from None
-    except Exception as e:  # the class cannot be built without arguments after all
-        raise LoadError(
-            "unverifiable", f"cannot build {ref.owner.__name__}() to call the method on: {describe_error(e)}"
-        ) from None
+    except Exception:  # the class cannot be built without arguments after all
+        return False
+    return True
 
 
 def _search(
@@ -293,7 +304,8 @@ def _search(
         elif now > search_until:
             state.stopped_early = True
             raise _GiveUp
-        given_args = {k: v for k, v in named.items() if v is not OMIT and not k.startswith(SELF)}
+        # a test double's attributes go to its caller as keywords (`Loaded.caller`)
+        given_args = {k: v for k, v in named.items() if v is not OMIT and (ref.double or not k.startswith(SELF))}
         if observed is not None:  # the instance holds the observed attributes, drawn or fixed
             ref.attrs = new.attrs = {**observed.fixed, **{k[len(SELF):]: v for k, v in named.items()
                                                           if k.startswith(SELF)}}

@@ -43,6 +43,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from loopvec.observed import SELF
+
 from .oracle import describe_error
 from .probe import PROBE_NAME, Probe, ProbeError, count_loop, mark_lines
 from .source import Definition, find_definition, parse_rewrite, source_lines
@@ -78,12 +80,19 @@ class Loaded:
     # a method's instance attributes as observed (`loopvec record`): when set, instances
     # are built without `__init__`, holding copies of these
     attrs: dict[str, Any] | None = None
+    # the class cannot be built with its defaults: instances are test doubles (see
+    # `double`), holding the attributes the method reads, drawn per example into `attrs`
+    double: bool = False
 
     def signature(self) -> inspect.Signature:
         func = inspect.unwrap(getattr(self.target, "__func__", self.target))
         sig = inspect.signature(func)
         if self.definition.skips_first:
             sig = sig.replace(parameters=list(sig.parameters.values())[1:])
+        if self.double and not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+            # a test double's attributes travel as keywords `self.X` (see `caller`)
+            extra = inspect.Parameter("loopvec_attributes", inspect.Parameter.VAR_KEYWORD)
+            sig = sig.replace(parameters=[*sig.parameters.values(), extra])
         return sig
 
     def make_instance(self, device: str) -> Any:
@@ -104,6 +113,10 @@ class Loaded:
         def call(args: tuple, kwargs: dict) -> tuple[Any, Any]:
             # A fresh instance per call: a method that updates self must not leak state
             # from one side (or one example) to the next.
+            if self.double:  # the keywords `self.X` are the double's attributes
+                attrs = {k[len(SELF):]: v for k, v in kwargs.items() if k.startswith(SELF)}
+                kwargs = {k: v for k, v in kwargs.items() if not k.startswith(SELF)}
+                self.attrs = attrs or self.attrs
             instance = self.make_instance(device)
             return self.target.__get__(instance, self.owner)(*args, **kwargs), instance
 
@@ -193,12 +206,17 @@ def _checked(loaded: Loaded, bare: bool = False) -> Loaded:
         if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
     if needed:
-        raise LoadError(
-            "unverifiable",
-            f"{loaded.owner.__name__}() needs arguments ({', '.join(needed)}); "
-            f"cannot build an instance to call {loaded.impl.qualname} on",
-        )
+        # `ScaleTransform(factors)`: no guess at `factors`; the method gets a test double
+        # holding what it reads instead (`double`)
+        as_double(loaded)
     return loaded
+
+
+def as_double(loaded: Loaded) -> None:
+    """From now on `loaded` calls its method on test doubles: instances built without
+    `__init__`, holding the attributes set in `attrs` before each call."""
+    loaded.double = True
+    loaded.attrs = {}
 
 
 def _resolve(module: ModuleType, dotted: str, impl: Impl) -> Any:

@@ -227,6 +227,8 @@ class _Builder:
 
     def item(self, name: str, spec: Spec | None, usage: ParamUsage, depth: int) -> Arg:
         """An element of a list/tuple parameter; its axes start at `depth`."""
+        if isinstance(spec, CallableSpec):  # `self.heads = nn.ModuleList(...)`: models
+            return ModuleArg()
         if isinstance(spec, TensorSpec):
             rank = len(spec.dims) if spec.dims is not None else max((usage.rank or 1) - depth, 1)
             return TensorArg(tuple(self.node(name, depth + k) for k in range(rank)), spec.dtypes)
@@ -369,6 +371,8 @@ def _is_variadic(d: str | int) -> bool:
 def _is_module(arg: Arg) -> bool:
     if isinstance(arg, EitherArg):
         return any(_is_module(a) for a in arg.options)
+    if isinstance(arg, ListArg):  # a list of models
+        return _is_module(arg.item)
     return isinstance(arg, ModuleArg)
 
 
