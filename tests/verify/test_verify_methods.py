@@ -51,6 +51,9 @@ CORRECT = [
      "def forward(self, x):\n    return torch.cat([head(x) for head in self.heads], -1)\n"),
     ("an nn.Module's forward adds a 2-D parameter per head", N, "HeadBias.forward",
      "def forward(self, x):\n    out = torch.empty_like(x)\n    if len(x):\n        out[:] = x + self.bias[:len(x)]\n    return out\n"),
+    ("a metric's compute loops up to an int attribute, the number of classes", M, "PerClassIoU.compute",
+     "def compute(self, inter, union):\n    out = torch.zeros(self.num_classes)\n"
+     "    out[:] = inter[:self.num_classes] / union[:self.num_classes]\n    return out\n"),
     ("a metric's update counts labels into self.counts", M, "ConfusionRow.update",
      "def update(self, labels):\n"
      "    index = torch.as_tensor(labels)\n"
@@ -87,6 +90,11 @@ def test_a_wrong_rewrite_of_a_method_is_refused_with_a_counterexample(verdicts, 
     v = verdicts[key]
     assert v.status == "failed", v.message
     assert v.counterexample and "self." in v.counterexample
+
+
+def test_an_int_attribute_that_bounds_the_loop_is_drawn_as_an_int(verdicts):
+    v = verdicts["a metric's compute loops up to an int attribute, the number of classes"]
+    assert v.status == "verified" and "generated self.num_classes" in v.message
 
 
 def test_the_verdict_says_which_attributes_were_generated(verdicts):

@@ -47,3 +47,14 @@ class WeightedMean:
             total = total + values[k] * self.weights[k]
             norm = norm + self.weights[k]
         return total / (norm + self.eps)
+
+
+class PerClassIoU:
+    def __init__(self, num_classes: int):
+        self.num_classes = num_classes
+
+    def compute(self, inter: torch.Tensor, union: torch.Tensor):
+        out = torch.zeros(self.num_classes)
+        for k in range(self.num_classes):
+            out[k] = inter[k] / union[k]
+        return out
