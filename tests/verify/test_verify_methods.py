@@ -54,6 +54,9 @@ CORRECT = [
     ("a metric's compute loops up to an int attribute, the number of classes", M, "PerClassIoU.compute",
      "def compute(self, inter, union):\n    out = torch.zeros(self.num_classes)\n"
      "    out[:] = inter[:self.num_classes] / union[:self.num_classes]\n    return out\n"),
+    ("a transform whose constructor has defaults but fails", T, "FromFile.__call__",
+     "def __call__(self, img):\n"
+     "    return (img * self.weights[:len(img)].reshape((-1,) + (1,) * (img.dim() - 1))).to(img.dtype)\n"),
     ("a metric's update counts labels into self.counts", M, "ConfusionRow.update",
      "def update(self, labels):\n"
      "    index = torch.as_tensor(labels)\n"
@@ -95,6 +98,11 @@ def test_a_wrong_rewrite_of_a_method_is_refused_with_a_counterexample(verdicts, 
 def test_an_int_attribute_that_bounds_the_loop_is_drawn_as_an_int(verdicts):
     v = verdicts["a metric's compute loops up to an int attribute, the number of classes"]
     assert v.status == "verified" and "generated self.num_classes" in v.message
+
+
+def test_a_constructor_with_defaults_that_fails_leads_to_a_test_double(verdicts):
+    message = verdicts["a transform whose constructor has defaults but fails"].message
+    assert "FromFile.__init__ not called: on instances holding generated self.weights" in message
 
 
 def test_the_verdict_says_which_attributes_were_generated(verdicts):
