@@ -71,6 +71,82 @@ _TAKE_SEQUENCES = frozenset(
 _TORCH_NAMESPACES = frozenset(
     "torch.fft torch.linalg torch.special torch.nn.functional nn.functional".split()
 )
+# What torch APIs and Python forms require of their operands, read from the whole body:
+# name -> (rule, operand, value) entries. Operands count from the receiver of a method
+# (`x.mm(w)`: x is 0, w is 1) or the first argument of a function (`torch.mm(x, w)`);
+# a value of None is read from the code (`dim=k`, the k of `x.shape[-k:]`). Rules:
+#   min_rank k / rank k: at least / exactly k dims;  square: the last two dims equal;
+#   contract: operand 0's contracted dim equals operand 1's (matmul);  channels: a
+#   convolution's input channels (and window) match the weight;  integer: holds
+#   positions;  below k: positions below k;  mask: bool;  one_element: a single value;
+#   same_shape: broadcasts against operand 0 (a mask and what it masks).
+# Forms whose rule is an older fact say which: `ParamUsage.exact_rank`, `.rank`, `.index_into`.
+CONSTRAINTS: dict[str, tuple[tuple[str, int, int | None], ...]] = {
+    "fft2": (("min_rank", 0, 2),),
+    "ifft2": (("min_rank", 0, 2),),
+    "rfft2": (("min_rank", 0, 2),),
+    "irfft2": (("min_rank", 0, 2),),
+    "fftn(dim=...)": (("min_rank", 0, None),),
+    "matmul": (("min_rank", 0, 1), ("min_rank", 1, 1), ("contract", 0, None)),
+    "@": (("min_rank", 0, 1), ("min_rank", 1, 1), ("contract", 0, None)),
+    "mm": (("rank", 0, 2), ("rank", 1, 2), ("contract", 0, None)),
+    "bmm": (("rank", 0, 3), ("rank", 1, 3), ("contract", 0, None)),
+    "mv": (("rank", 0, 2), ("rank", 1, 1), ("contract", 0, None)),
+    "conv1d": (("rank", 0, 3), ("rank", 1, 3), ("channels", 0, 1)),
+    "conv2d": (("rank", 0, 4), ("rank", 1, 4), ("channels", 0, 2)),
+    "conv3d": (("rank", 0, 5), ("rank", 1, 5), ("channels", 0, 3)),
+    "softmax(dim=k)": (("min_rank", 0, None),),
+    "linalg square": (("min_rank", 0, 2), ("square", 0, None)),
+    "linalg matrix": (("min_rank", 0, 2),),
+    ".T": (("rank", 0, 2),),
+    ".t()": (("rank", 0, 2),),
+    ".mT": (("min_rank", 0, 2),),
+    "H, W = x.shape": (("rank", 0, None),),  # ParamUsage.exact_rank
+    "x.shape[-k:]": (("min_rank", 0, None),),
+    "x.shape[-k]": (("min_rank", 0, None),),
+    "len(x[0])": (("min_rank", 0, 2),),  # ParamUsage.rank
+    "x[i][j]": (("min_rank", 0, None),),  # ParamUsage.rank: index depth
+    "x[idx[i]]": (("integer", 1, None),),  # ParamUsage.index_into
+    "counts[l] += 1": (("below", 1, None),),  # a local of constant size; of an int parameter: `sizes`
+    "torch.where": (("mask", 0, None), ("same_shape", 1, None)),
+    "masked_fill": (("mask", 1, None), ("same_shape", 1, None)),
+    ".item()": (("one_element", 0, None),),
+}
+# Which entry a call's name takes; a `dim` argument (keyword, or at this position) with a
+# constant other than 0 or -1 asks for "softmax(dim=k)"'s rule.
+_CALL_RULES = {
+    **{n: n for n in "fft2 ifft2 rfft2 irfft2 matmul mm bmm mv conv1d conv2d conv3d".split()},
+    **{n: "linalg square" for n in (
+        "det inv inverse slogdet logdet matrix_power matrix_exp eigvalsh eigh eigvals eig cholesky "
+        "solve inv_ex cholesky_ex").split()},
+    **{n: "linalg matrix" for n in "svd svdvals qr matrix_norm matrix_rank pinv lu".split()},
+    "t": ".t()", "item": ".item()", "masked_fill": "masked_fill", "masked_fill_": "masked_fill",
+    "masked_select": "masked_fill", "masked_scatter": "masked_fill",
+}
+_DIM_AT = {
+    **{n: 1 for n in (
+        "softmax log_softmax cumsum cumprod cummax cummin logcumsumexp argmax argmin logsumexp sum mean "
+        "nansum nanmean prod amax amin std var norm narrow select unbind gather index_select diff roll "
+        "transpose swapaxes movedim flatten").split()},
+    **{n: 2 for n in "fft ifft rfft irfft hfft fftn ifftn rfftn".split()},
+}
+_DIM_TOO = {"transpose": 2, "swapaxes": 2, "movedim": 2}  # a second dim argument
+
+
+@dataclass(frozen=True)
+class Need:
+    """One requirement a CONSTRAINTS entry puts on a parameter, or on the part of it left
+    after indexing `depth` leading axes away (`images[i]` is depth 1)."""
+
+    rule: str
+    param: str
+    depth: int = 0
+    value: int | None = None
+    transposed: bool = False  # `x.T`, `x.t()`: its last two dims swap places
+    other: tuple[str, int, bool] | None = None  # the second operand: (param, depth, transposed)
+    api: str = ""  # the CONSTRAINTS key it comes from
+
+
 _INT_OPS = (ast.FloorDiv, ast.Mod, ast.LShift, ast.RShift, ast.BitAnd, ast.BitOr, ast.BitXor)
 _BIT_OPS = (ast.BitAnd, ast.BitOr, ast.BitXor)
 
@@ -135,6 +211,10 @@ class UsageFacts:
     # int parameters that size a local tensor some parameter's values index into
     # (`torch.zeros(C)` then `counts[labels[i]]`): the DimRef (p, VALUE) is that size.
     sizes: tuple[str, ...] = ()
+    needs: tuple[Need, ...] = ()  # what the APIs and forms of CONSTRAINTS require
+
+    def needs_of(self, name: str) -> tuple[Need, ...]:
+        return tuple(n for n in self.needs if n.param == name)
 
     def of(self, name: str) -> ParamUsage:
         for u in self.usage:
@@ -170,6 +250,7 @@ class _View:
     param: str
     removed: tuple[int, ...] = ()
     copy: bool = False
+    transposed: bool = False  # `x.T`: positions no longer follow the parameter's axes
 
     def axis(self, position: int) -> int:
         """The parameter axis at `position` among the axes not yet indexed away."""
@@ -196,6 +277,7 @@ class _Val:
     # A new tensor's sizes, per axis: a DimRef (len(x), x.shape[1]; `(p, VALUE)` for an
     # int parameter), or None when unknown (a constant, `n + 1`).
     alloc: tuple[DimRef | None, ...] | None = None
+    consts: tuple[int | None, ...] = ()  # an allocation's constant sizes, per axis
 
 
 _NOTHING = _Val()
@@ -269,6 +351,7 @@ class _Walker:
         self.operands: list[tuple[str, str, tuple[int, ...]]] = []
         self.bare_index: list[tuple[str, DimRef]] = []
         self.sizes: list[str] = []
+        self.needs: list[Need] = []
 
     # ------------------------------------------------------------------ results
 
@@ -303,6 +386,7 @@ class _Walker:
             min_sizes=tuple(sorted(min_size.items())),
             operands=tuple(dict.fromkeys(self.operands)),
             sizes=tuple(dict.fromkeys(self.sizes)),
+            needs=tuple(dict.fromkeys(self.needs)),
         )
 
     def _usage(self, p: str) -> ParamUsage:
@@ -360,6 +444,51 @@ class _Walker:
             self.f[val.bare].tensor_only = True
         elif val.view is not None and val.view.removed and val.view.param in self.f:
             self.f[val.view.param].item_tensor = True
+
+    def _part(self, val: _Val, values: bool = False) -> tuple[str, int, bool] | None:
+        """(parameter, axes indexed away, transposed) of a value that is part of one;
+        with `values`, also a value computed from one tensor parameter (`labels.flatten()`)."""
+        if val.view is not None and val.view.param in self.f:
+            return val.view.param, len(val.view.removed), val.view.transposed
+        if values and val.view is None and len(val.params) == 1:
+            (p,) = val.params
+            if p in self.f and (self.f[p].tensor or self.f[p].tensor_only):
+                return p, 0, False
+        return None
+
+    def need(self, api: str, operands: list[_Val], value: int | None = None) -> None:
+        """Record what CONSTRAINTS[api] asks of `operands` (`value` fills an entry's None)."""
+        for rule, k, v in CONSTRAINTS[api]:
+            if k >= len(operands):
+                continue
+            part = self._part(operands[k], values=rule in ("integer", "below", "mask"))
+            v = value if v is None else v
+            if part is None or (rule in ("min_rank", "rank", "below") and v is None):
+                continue
+            other = None
+            if rule in ("contract", "channels", "same_shape"):
+                partner = operands[0] if k else (operands[1] if len(operands) > 1 else _NOTHING)
+                other = self._part(partner)
+                if other is None:
+                    continue
+            self.needs.append(Need(rule, part[0], part[1], v, part[2], other, api))
+
+    def call_needs(self, name: str, operands: list[_Val], nodes: list[ast.expr | None], e: ast.Call) -> None:
+        """The CONSTRAINTS a call by this name puts on its operands, `dim` arguments included."""
+        if name in _CALL_RULES:
+            self.need(_CALL_RULES[name], operands)
+        if not operands or name in _TAKE_SEQUENCES or name in ("unsqueeze", "stack", "cat"):
+            return  # torch.stack(xs, dim=1): the dim is the result's, not an item's
+        dims = [kw.value for kw in e.keywords if kw.arg in ("dim", "dim0", "dim1", "axis")]
+        at = _DIM_AT.get(name)
+        if at is not None:
+            dims += [n for n in nodes[at:at + _DIM_TOO.get(name, 1)] if n is not None]
+        api = "fftn(dim=...)" if "fft" in name else "softmax(dim=k)"
+        for node in dims:
+            for d in _int_consts(node):
+                # dims 0 and -1 also exist on a 0-D tensor: they ask for nothing
+                if d >= 1 or d <= -2:
+                    self.need(api, operands[:1], d + 1 if d >= 0 else -d)
 
     def _dim_node(self, view: _View, position: int) -> tuple:
         axis = view.axis(position)
@@ -494,6 +623,8 @@ class _Walker:
         view = val.view
         if view.param in self.f:
             self.f[view.param].iterated = True
+        if view.transposed:  # `for col in w.T`: not w's first axis
+            return _Val(params=val.params)
         axis = view.axis(0)
         self._need_rank(view.param, axis)
         self.uf.union(("var", var), _ref(view.param, axis))
@@ -624,6 +755,7 @@ class _Walker:
             for val in (left, right):
                 self._tensorish(val)
                 self._tensor_use(val)
+            self.need("@", [left, right])
             return
         self.operand(left, right, int_op=isinstance(op, _INT_OPS))
         self.operand(right, left, int_op=isinstance(op, _INT_OPS))
@@ -665,6 +797,11 @@ class _Walker:
         self._tensorish(base)
         if e.attr in _TENSOR_ATTRS:
             self._tensor_use(base)
+        if e.attr in ("T", "mT"):
+            self.need("." + e.attr, [base])
+            return _Val(view=replace(base.view, copy=True, transposed=True), params=base.params)
+        if base.view.transposed:  # `w.T.shape`: sizes in another order
+            return _Val(params=base.params)
         if e.attr == "shape":
             return _Val(shape=base.view, params=base.params)
         if e.attr in ("data", "real", "imag"):
@@ -678,19 +815,31 @@ class _Walker:
         base = self.expr(e.value)
         index = e.slice.elts if isinstance(e.slice, ast.Tuple) else [e.slice]
         if base.shape is not None:
+            if len(index) == 1 and isinstance(index[0], ast.Slice):
+                low = _int_consts(index[0].lower) if index[0].lower is not None else ()
+                if len(low) == 1 and low[0] < 0 and index[0].upper is None:
+                    self.need("x.shape[-k:]", [_Val(view=base.shape)], -low[0])
+                self.expr(index[0])
+                return _NOTHING
             k = self.expr(index[0]) if len(index) == 1 else _NOTHING
             if k.const is not None and k.const >= 0:
                 return _Val(dim=self._dim_node(base.shape, k.const))
+            if k.const is not None:
+                self.need("x.shape[-k]", [_Val(view=base.shape)], -k.const)
             return _NOTHING
         if base.view is None:
             if base.alloc is not None:
-                self.alloc_index(base.alloc, index)
+                self.alloc_index(base.alloc, index, base.consts)
                 return _Val(params=base.params)
             for node in index:
                 self.index_expr(node, None)
             return _Val(params=base.params)
         view = base.view
         self._tensorish(base)
+        if view.transposed:  # `w.T[0]` is a column of w: positions are not w's axes
+            for node in index:
+                self.index_expr(node, None)
+            return _Val(params=base.params)
         if isinstance(e.slice, ast.Tuple) or (isinstance(e.slice, ast.Constant) and e.slice.value in (None, Ellipsis)):
             self._tensor_use(base)  # `p[i, j]`, `p[None]`: a list takes one int or slice
         removed = list(view.removed)
@@ -723,7 +872,7 @@ class _Walker:
             return _Val(params=base.params)
         return _Val(view=_View(view.param, tuple(sorted(removed)), view.copy), params=base.params)
 
-    def alloc_index(self, alloc: tuple[DimRef | None, ...], index: list[ast.expr]) -> None:
+    def alloc_index(self, alloc: tuple[DimRef | None, ...], index: list[ast.expr], consts: tuple = ()) -> None:
         """`counts[labels[i]]` on a local `counts = torch.zeros(C)`: labels' values are
         positions below C; on `torch.zeros(len(x))`, below len(x), as if indexing x."""
         position = 0
@@ -736,7 +885,15 @@ class _Walker:
                 position += 1
                 continue
             position += 1
-            if ref is None:
+            size = consts[position - 1] if position - 1 < len(consts) else None
+            if ref is None and size is not None:
+                # `counts = torch.zeros(10)`, then `counts[l] += 1`: l's values are below 10
+                val = self.expr(node)
+                part = self._part(val, values=True) if val.bare is None else None
+                if part is not None:
+                    self.f[part[0]].index_into.append(None)
+                    self.need("counts[l] += 1", [_NOTHING, val], size)
+            elif ref is None:
                 self.index_expr(node, None)
             elif ref[1] != VALUE:
                 self.index_expr(node, ref)
@@ -744,8 +901,9 @@ class _Walker:
                 # Only a tensor's values are tied to the size; a loop index over
                 # range(C) is not (C may be below the length of what it walks).
                 val = self.expr(node)
-                if val.view is not None and val.bare is None and val.view.param in self.f:
-                    self.f[val.view.param].index_into.append(ref)
+                part = self._part(val, values=True) if val.bare is None else None
+                if part is not None:
+                    self.f[part[0]].index_into.append(ref)
                     self.sizes.append(ref[0])
 
     def _size_ref(self, node: ast.expr) -> DimRef | None:
@@ -779,7 +937,8 @@ class _Walker:
             for a in args:
                 self.expr(a)
             return _NOTHING
-        return _Val(alloc=tuple(self._size_ref(a) for a in args))
+        consts = tuple(a.value if isinstance(a, ast.Constant) and type(a.value) is int else None for a in args)
+        return _Val(alloc=tuple(self._size_ref(a) for a in args), consts=consts)
 
     def index_expr(self, node: ast.expr, ref: DimRef | None) -> bool:
         """Read one index; False when it is a tensor of positions or a mask (axis kept)."""
@@ -810,6 +969,7 @@ class _Walker:
                 return self.module_call(owner.id, e.func.attr, e)
             if isinstance(owner, ast.Attribute) and ast.unparse(owner) in _TORCH_NAMESPACES:
                 vals = self.call_args(e, passed=False)  # torch.fft.fft(p), F.relu's long name
+                self.call_needs(e.func.attr, vals, list(e.args), e)
                 if vals:
                     self._tensor_use(vals[0])
                 return _Val(params=frozenset().union(*(v.params for v in vals))) if vals else _NOTHING
@@ -852,7 +1012,7 @@ class _Walker:
     def builtin_call(self, name: str, e: ast.Call) -> _Val:
         if name == "len" and len(e.args) == 1:
             val = self.expr(e.args[0])
-            if val.view is None:
+            if val.view is None or val.view.transposed:
                 return _NOTHING
             self._tensorish(val)
             return _Val(dim=self._dim_node(val.view, 0))
@@ -896,6 +1056,7 @@ class _Walker:
             self.truth(e.args[0])
             vals = [self.expr(a) for a in e.args[1:]]
             if module not in ("np", "numpy"):
+                self.need("torch.where", [self.expr(e.args[0]), *vals])
                 # torch.where rejects a list in every place
                 cond = self._Name(e.args[0]) if isinstance(e.args[0], ast.Name) else _NOTHING
                 for val in (cond, *vals):
@@ -907,6 +1068,8 @@ class _Walker:
         if func in _SIZED or (func == "full" and e.args):
             return self.sized_call(e, one_tuple=func == "full")
         vals = self.call_args(e, passed=False)
+        if module in ("torch", "F"):
+            self.call_needs(func, vals, list(e.args), e)
         if func in _FACTORIES:
             for val in vals:
                 if val.bare in self.f and not self.f[val.bare].tensor and func not in _LIKE:
@@ -938,6 +1101,9 @@ class _Walker:
         if method not in _SEQUENCE_METHODS:
             self._tensor_use(base)
         view = base.view
+        if view.transposed and method in ("size", "index_select"):
+            self.call_args(e, passed=False)
+            return _Val(params=base.params)
         if method == "size":
             vals = self.call_args(e, passed=False)
             if not vals:
@@ -954,6 +1120,7 @@ class _Walker:
                 self.f[idx.bare].index_into.append((view.param, view.axis(d.const)))
             return _Val(params=base.params)
         vals = self.call_args(e, passed=False)
+        self.call_needs(method, [base, *vals], [None, *e.args], e)
         for val in vals:
             # x.clamp(lo, hi), x.masked_fill(m, v): arguments meet x's values.
             self.operand(val, base)
@@ -961,6 +1128,8 @@ class _Walker:
             self.f[view.param].written = True
         if method in ("item", "tolist"):
             return base
+        if method == "t":
+            return _Val(view=replace(view, copy=True, transposed=True), params=base.params)
         if method in _SAME_SHAPE:
             return _Val(view=replace(view, copy=True), params=base.params)
         return _Val(params=base.params)
@@ -977,3 +1146,16 @@ def _call_name(e: ast.expr) -> str:
 
 def _is_none(e: ast.expr) -> bool:
     return isinstance(e, ast.Constant) and e.value is None
+
+
+def _int_consts(e: ast.expr | None) -> tuple[int, ...]:
+    """The ints an expression states: `2`, `-2`, `(-2, -1)`; () for anything else."""
+    if isinstance(e, ast.Constant) and type(e.value) is int:
+        return (e.value,)
+    if isinstance(e, ast.UnaryOp) and isinstance(e.op, ast.USub):
+        inner = _int_consts(e.operand)
+        return (-inner[0],) if len(inner) == 1 else ()
+    if isinstance(e, (ast.Tuple, ast.List)):
+        parts = [_int_consts(x) for x in e.elts]
+        return tuple(p[0] for p in parts) if all(len(p) == 1 for p in parts) else ()
+    return ()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from loopvec.analysis.usage import VALUE, ParamUsage, UsageFacts
+from loopvec.analysis.usage import VALUE, Need, ParamUsage, UsageFacts
 
 from .specs import (
     ANONYMOUS_VARIADIC,
@@ -166,6 +166,7 @@ class _Builder:
         for p in self.params:
             decided[p.name] = self.decide(p)
         self.resolve_operands(decided)
+        self.apply_needs(decided)
         for ref, size in self.facts.min_sizes:
             self.at_least(("ref", *ref), size)
         args = tuple((name, arg) for name, (arg, _) in decided.items())
@@ -221,7 +222,9 @@ class _Builder:
         kind = usage.kind
         if kind == "callable":
             return ModuleArg()
-        if kind in ("int", "float", "bool"):
+        # `a.bmm(b)`: b meets a as an argument, yet bmm takes only a tensor there
+        needs_tensor = any(n.rule != "same_shape" for n in self.facts.needs_of(name))
+        if kind in ("int", "float", "bool") and not needs_tensor:
             return self.scalar(kind, usage)
         return self.tensor(name, usage, TensorSpec())
 
@@ -260,7 +263,7 @@ class _Builder:
                     self.union(node, ("sym", d))
                 nodes.append(node)
         else:
-            nodes = [self.node(name, k) for k in range(usage.rank or 1)]
+            nodes = [self.node(name, k) for k in range(self.rank(usage))]
         dtypes = spec.dtypes
         index_of = None
         if usage.index_into:
@@ -268,7 +271,55 @@ class _Builder:
             dtypes = dtypes or ("int64",)
         elif dtypes is None and usage.elem_truth and not usage.arith and not usage.compared:
             dtypes = ("bool",)  # only ever a truth value: a mask
+        rules = {n.rule: n for n in self.facts.needs_of(name)}
+        if "below" in rules and index_of is None:
+            # counts = torch.zeros(10); counts[l] += 1: l holds positions below 10
+            index_of = ("below", rules["below"].value)
+            self.fixed[index_of] = rules["below"].value
+            self.find(index_of)
+            dtypes = dtypes if dtypes and spec.dtypes else ("int64",)
+        elif "mask" in rules and dtypes is None and not usage.index_into:
+            dtypes = ("bool",)  # torch.where's condition, masked_fill's mask
         return TensorArg(tuple(nodes), dtypes, index_of, usage.written)
+
+    def rank(self, usage: ParamUsage) -> int:
+        """The rank indexing needs, raised to what the APIs it meets need (CONSTRAINTS):
+        `torch.fft.fft2(images[i])` makes images 3-D; `torch.mm(a[i], b[i])` exactly."""
+        rank = usage.rank or 1
+        if usage.exact_rank:
+            return rank  # `H, W = x.shape` says it outright
+        needs = self.facts.needs_of(usage.name)
+        least = [n.depth + n.value for n in needs if n.rule == "min_rank"]
+        least += [n.depth + 2 for n in needs if n.rule == "square"]
+        rank = max(rank, *least) if least else rank
+        exact = [n.depth + n.value for n in needs if n.rule == "rank" and n.depth + n.value >= rank]
+        return min(exact) if exact else rank
+
+    def apply_needs(self, decided: dict[str, tuple[Arg, str]]) -> None:
+        """Sizes the APIs tie together: a square matrix, matmul's inner sizes, conv's
+        channels, a mask and what it masks, `.item()`'s one element."""
+        for n in self.facts.needs:
+            view = self.view_dims(decided, n.param, n.depth)
+            if view is None:
+                continue
+            if n.rule == "square" and len(view) >= 2:
+                self.union(view[-1], view[-2])
+            elif n.rule == "one_element":
+                for node in view:
+                    self.fixed.setdefault(node, 1)
+            elif n.other is not None:
+                other = self.view_dims(decided, n.other[0], n.other[1])
+                if not view or not other:
+                    continue
+                for a, b in _tied(n, view, other):
+                    self.union(a, b)
+
+    def view_dims(self, decided: dict[str, tuple[Arg, str]], name: str, depth: int) -> list[tuple] | None:
+        """The axes of a tensor argument left after `depth` are indexed away, or None."""
+        arg = decided.get(name, (None, ""))[0]
+        if not isinstance(arg, TensorArg) or any(d[0] != "ref" for d in arg.dims) or depth > len(arg.dims):
+            return None
+        return list(arg.dims[depth:])
 
     def scalar(self, kind: str, usage: ParamUsage) -> ScalarArg:
         if kind != "int":
@@ -362,6 +413,21 @@ class _Builder:
         if any(u.bitwise or u.elem_truth for u in usages):
             dtypes.append("bool")
         return tuple(dtypes)
+
+
+def _tied(n: Need, view: list[tuple], other: list[tuple]) -> list[tuple[tuple, tuple]]:
+    """Pairs of axes a CONSTRAINTS rule makes one size (`n` on `view`, its partner `other`)."""
+    if n.rule == "contract":
+        # a @ b: a's last axis meets b's second to last (a vector's only); `.T` swaps them
+        a = view[-2] if n.transposed and len(view) >= 2 else view[-1]
+        b = other[-1] if len(other) == 1 or n.other[2] else other[-2]
+        return [(a, b)]
+    if n.rule == "channels" and len(view) == len(other) == n.value + 2:
+        # conv: input [b, c, *window] and weight [out, c, *kernel]; a window the kernel's size
+        return [(view[1], other[1]), *zip(view[2:], other[2:])]
+    if n.rule == "same_shape":
+        return list(zip(reversed(view), reversed(other)))  # broadcasting aligns from the right
+    return []
 
 
 def _is_variadic(d: str | int) -> bool:
